@@ -1,0 +1,220 @@
+"""``fit``: the one trainer, for any model whose inputs are tensors held in memory.
+
+Batches are index slices of tensors already in memory (no per-row Dataset). Training is
+seeded, honours the strategy's phases (frozen sets, row freezes, frozen BatchNorm),
+learning-rate groups and L2-SP penalty, early-stops on a validation set and restores the
+best weights, and stops at the first non-finite loss keeping the last finite weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from .errors import ConfigError, DataError, TrainingDivergedError
+from .freeze import restore_frozen_rows_, train_mode_
+from .init import activation_problem, init_, trace_activations
+from .param_groups import add_param_groups_, make_optimizer, param_groups
+from .regularize import L2SP
+from .strategies import Strategy, apply_phase_, parse_strategy
+
+Inputs = Union[torch.Tensor, Sequence[torch.Tensor]]
+
+
+@dataclass
+class FitResult:
+    strategy: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    epochs_run: int = 0
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "history"}
+
+
+def _as_tuple(x: Inputs) -> tuple[torch.Tensor, ...]:
+    return (x,) if isinstance(x, torch.Tensor) else tuple(x)
+
+
+def _check(X: tuple[torch.Tensor, ...], y: torch.Tensor, what: str) -> None:
+    n = y.shape[0]
+    if n == 0:
+        raise DataError(f"{what} set is empty")
+    for t in X:
+        if t.shape[0] != n:
+            raise DataError(f"{what} inputs have {t.shape[0]} rows but the target has {n}")
+    for t in (*X, y):
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise DataError(f"{what} data contains NaN or infinite values")
+
+
+def _split(X, y, fraction: float, generator: torch.Generator):
+    n = y.shape[0]
+    n_val = max(1, int(round(n * fraction)))
+    if n - n_val < 1:
+        raise DataError(f"{n} rows are too few to carve a validation set of {fraction:.0%}")
+    perm = torch.randperm(n, generator=generator)
+    tr, va = perm[n_val:], perm[:n_val]
+    return tuple(t[tr] for t in X), y[tr], tuple(t[va] for t in X), y[va]
+
+
+@torch.no_grad()
+def evaluate_loss(model: nn.Module, X: Inputs, y: torch.Tensor, loss_fn: Callable, chunk: int = 65536) -> float:
+    """Mean loss over all rows, in eval mode, in chunks."""
+    X = _as_tuple(X)
+    was = model.training
+    model.eval()
+    total = 0.0
+    for start in range(0, y.shape[0], chunk):
+        sl = slice(start, start + chunk)
+        out = model(*(t[sl] for t in X))
+        total += loss_fn(out, y[sl]).item() * y[sl].shape[0]
+    model.train(was)
+    return total / y.shape[0]
+
+
+def _first_bad(model: nn.Module, xb: tuple[torch.Tensor, ...]) -> str:
+    """Name the first layer whose output is non-finite or explodes (std > 1e3) on ``xb``."""
+    for name, out in trace_activations(model, xb).items():
+        kind = activation_problem(out.float().std().item()) if torch.isfinite(out).all() else "non-finite"
+        if kind in ("non-finite", "explode"):
+            return f"{name} ({kind} activations)"
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            return f"{name} (non-finite weights)"
+    return "none (activations finite; the loss overflowed)"
+
+
+def fit(
+    model: nn.Module,
+    X: Inputs,
+    y: torch.Tensor,
+    *,
+    strategy: str | Strategy = "full",
+    lr: float = 1e-3,
+    epochs: int = 100,
+    batch_size: int = 64,
+    val: tuple[Inputs, torch.Tensor] | None = None,
+    val_fraction: float = 0.0,
+    patience: int = 10,
+    seed: int = 0,
+    weight_decay: float = 0.0,
+    optimizer: str = "adam",
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    reference: Mapping[str, torch.Tensor] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> FitResult:
+    """Train ``model`` on ``(X, y)`` with a named strategy; return the history.
+
+    Early stopping: with ``val`` (or ``val_fraction`` > 0 carved at random from the rows),
+    each phase stops after ``patience`` epochs without a better validation loss and the
+    best weights are restored. Without validation data every phase runs its full budget.
+    L2-SP anchors at ``reference`` (default: the weights ``fit`` starts from).
+    """
+    plan = parse_strategy(strategy) if isinstance(strategy, str) else strategy
+    if epochs < 1 or batch_size < 1 or patience < 1:
+        raise ConfigError("epochs, batch_size and patience must be at least 1")
+    if not 0 <= val_fraction < 1:
+        raise ConfigError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    loss_fn = loss_fn or nn.functional.mse_loss
+    gen = torch.Generator().manual_seed(seed)
+    Xt, yt = _as_tuple(X), y
+    _check(Xt, yt, "training")
+    if val is None and val_fraction > 0:
+        Xt, yt, Xv, yv = _split(Xt, yt, val_fraction, gen)
+    elif val is not None:
+        Xv, yv = _as_tuple(val[0]), val[1]
+        _check(Xv, yv, "validation")
+    else:
+        Xv = yv = None
+
+    if plan.reinit:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            init_(model, "default")
+    penalty = None
+    if plan.l2sp_alpha is not None:
+        anchor = reference if reference is not None else {k: v.detach().clone() for k, v in model.state_dict().items()}
+        penalty = L2SP(model, anchor, plan.l2sp_alpha, plan.l2sp_beta)
+
+    result = FitResult(plan.name)
+    opt: torch.optim.Optimizer | None = None
+    in_optimizer: set[str] = set()
+    epoch = 0
+    n = yt.shape[0]
+    for phase in plan.phases:
+        trainable = apply_phase_(model, phase)
+        new = [name for name in trainable if name not in in_optimizer]
+        groups = param_groups(model, lr, lr_decay=plan.lr_decay, weight_decay=weight_decay, only=new)
+        if opt is None:
+            opt = make_optimizer(groups, optimizer)
+        elif groups:
+            add_param_groups_(opt, groups)
+        in_optimizer |= set(new)
+        budget = min(phase.max_epochs or epochs, epochs - epoch) if len(plan.phases) > 1 else epochs
+        best = (math.inf, None, None)  # (val loss, epoch, state)
+        stale = 0
+        for _ in range(budget):
+            epoch += 1
+            started = time.perf_counter()
+            last_good = copy.deepcopy(model.state_dict())
+            train_mode_(model)
+            perm = torch.randperm(n, generator=gen)
+            losses = []
+            for step, start in enumerate(range(0, n, batch_size), 1):
+                idx = perm[start : start + batch_size]
+                xb = tuple(t[idx] for t in Xt)
+                loss = loss_fn(model(*xb), yt[idx])
+                if penalty is not None:
+                    loss = loss + penalty(model)
+                if not torch.isfinite(loss):
+                    where = _first_bad(model, xb)
+                    if any(not torch.isfinite(p).all() for p in model.parameters()):
+                        model.load_state_dict(last_good)
+                    raise TrainingDivergedError(
+                        f"the loss became non-finite at epoch {epoch}, step {step} (first bad "
+                        f"layer: {where}); training stopped with the last finite weights kept. "
+                        f"Lower the learning rate (now {lr:g}) or check the initialization."
+                    )
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                restore_frozen_rows_(model)
+                losses.append(loss.detach())
+            row: dict[str, Any] = {
+                "epoch": epoch,
+                "phase": phase.name,
+                "train_loss": torch.stack(losses).mean().item(),
+            }
+            if Xv is not None:
+                row["val_loss"] = evaluate_loss(model, Xv, yv, loss_fn)
+            for g in opt.param_groups:
+                row[f"lr_{g.get('name', 'group')}"] = g["lr"]
+            row["seconds"] = round(time.perf_counter() - started, 4)
+            result.history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+            if Xv is None:
+                continue
+            if row["val_loss"] < best[0]:
+                best = (row["val_loss"], epoch, copy.deepcopy(model.state_dict()))
+                stale = 0
+            else:
+                stale += 1
+                if stale >= patience:
+                    result.stopped_early = True
+                    break
+        if best[2] is not None:
+            model.load_state_dict(best[2])
+            result.best_epoch, result.best_val_loss = best[1], best[0]
+    result.epochs_run = epoch
+    return result
