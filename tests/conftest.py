@@ -22,3 +22,13 @@ def regression_data() -> tuple[torch.Tensor, torch.Tensor]:
     X = torch.randn(256, 8, generator=g)
     y = X[:, :2].sum(dim=1, keepdim=True) + 0.1 * torch.randn(256, 1, generator=g)
     return X, y
+
+
+@pytest.fixture(scope="session")
+def survey_csv() -> str:
+    """The shared real survey file (the bundled copy is byte-identical)."""
+    if SHARED_CSV.is_file():
+        return str(SHARED_CSV)
+    from warmstart.tabular.data import bundled_path
+
+    return str(bundled_path("salaries"))

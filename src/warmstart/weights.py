@@ -473,3 +473,68 @@ def load_pretrained(
         report.results.append(KeyResult(key, "loaded", *shapes))
     report.results += [KeyResult(k, "unexpected", tuple(state[k].shape), None) for k in unexpected]
     return report
+
+
+def pickle_globals(path: Path) -> list[str]:
+    """The Python globals a pickled file would import to load (read without running it)."""
+    try:
+        return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except (RuntimeError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise CorruptCheckpointError(f"{path} is not a readable PyTorch file ({exc})") from None
+
+
+def _resolve_global(name: str) -> Any:
+    import importlib
+
+    module, _, attr = name.rpartition(".")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError:
+        # a nested name: import the longest importable prefix, then walk attributes
+        parts = name.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+                for p in parts[i:]:
+                    obj = getattr(obj, p)
+                return obj
+            except (ImportError, AttributeError):
+                continue
+        raise CheckpointError(f"cannot import '{name}', which the file needs; run where its code is importable") from None
+    try:
+        return getattr(obj, attr)
+    except AttributeError:
+        raise CheckpointError(f"'{module}' has no '{attr}', which the file needs") from None
+
+
+def convert_trusted_pickle(path: str | os.PathLike[str], out: str | os.PathLike[str], *, trust_pickle: bool) -> tuple[Path, list[str]]:
+    """Turn a whole pickled model (``torch.save(model)``) into a ``.safetensors`` state dict.
+
+    Unpickling runs code, so this is never implicit: without ``trust_pickle`` it only
+    lists the globals the file would import and refuses. With it, exactly those globals
+    are allow-listed for one ``torch.load(weights_only=True)`` call; only do this for a
+    file you made yourself.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"'{path}' is not a file")
+    needed = pickle_globals(path)
+    if not trust_pickle:
+        raise UnsafeCheckpointError(
+            f"{path} would import {', '.join(needed) or 'nothing unusual'} when unpickled. "
+            "Converting it runs that code: pass --trust-pickle only if you made this file yourself."
+        )
+    with torch.serialization.safe_globals([_resolve_global(n) for n in needed]):
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    state = obj.state_dict() if isinstance(obj, nn.Module) else _unwrap(obj, path)
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise CheckpointError(f"--out must end in .safetensors, got '{out.name}'")
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        _write_file(tmp, state_dict_bytes(state))
+        os.replace(tmp, out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"could not write '{out}': {exc.strerror or exc}") from None
+    return out, needed

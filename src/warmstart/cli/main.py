@@ -55,9 +55,9 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import demo, env
+    from . import convert, demo, env, evaluate, finetune, init_report, inspect_cmd, predict, pretrain
 
-    for module in (demo, env):
+    for module in (pretrain, finetune, evaluate, predict, inspect_cmd, init_report, convert, demo, env):
         cli.add_command(module.command)
 
 

@@ -1,0 +1,1 @@
+"""Tabular regression, the flagship application of the transfer core."""

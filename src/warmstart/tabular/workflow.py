@@ -1,0 +1,301 @@
+"""The salary workflow as plain functions: pretrain, finetune, evaluate, predict, inspect.
+
+Each mirrors one CLI command and returns data (the CLI prints it). Errors are
+``WarmstartError``s that name the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import CheckpointError, ConfigError, DataError
+from ..init import check_scheme, init_
+from ..metrics import regression_metrics
+from ..strategies import parse_strategy
+from ..train import FitResult, fit
+from ..weights import LoadReport, load_checkpoint, load_pretrained, read_state, save_checkpoint
+from .data import read_table, target_values
+from .encoding import AlignmentReport, Preprocessing, extend_vocabulary, fit_preprocessing
+from .filters import apply_filters
+from .model import TabularMLP
+from .split import group_ids, grouped_split
+
+OnEpoch = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TargetRows:
+    """Rows selected by the filters, with a usable target, and what was dropped."""
+
+    frame: pd.DataFrame
+    y: np.ndarray
+    dropped: dict[str, int]
+    total: int
+
+
+def select_rows(data: str | Path | pd.DataFrame, rows: Sequence[str], target: str, *, strict: bool = False) -> TargetRows:
+    df = data if isinstance(data, pd.DataFrame) else read_table(data)
+    selected = apply_filters(df, rows) if rows else df.reset_index(drop=True)
+    frame, y, dropped = target_values(selected, target, strict=strict)
+    return TargetRows(frame, y, dropped, len(selected))
+
+
+@dataclass
+class RunSummary:
+    path: Path | None
+    rows_train: int
+    rows_val: int
+    metrics: dict[str, float]
+    fit: FitResult
+    dropped: dict[str, int] = field(default_factory=dict)
+    alignment: AlignmentReport | None = None
+    load_report: LoadReport | None = None
+    unknown: dict[str, int] = field(default_factory=dict)
+
+
+def _split(frame: pd.DataFrame, prep: Preprocessing, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    groups = group_ids(frame, prep.columns)
+    train_idx, val_idx = (p for p in reversed(grouped_split(groups, [val_fraction], seed)))
+    record = {
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "grouped_by": prep.columns,
+        "groups": int(groups.max() + 1),
+        "train_rows": int(len(train_idx)),
+        "val_rows": int(len(val_idx)),
+        "val_rows_sha256": hashlib.sha256(np.sort(val_idx).astype(np.int64).tobytes()).hexdigest(),
+    }
+    return train_idx, val_idx, record
+
+
+def _tensors(prep: Preprocessing, frame: pd.DataFrame, idx: np.ndarray) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, int]]:
+    cat, num, unknown = prep.encode(frame.iloc[idx])
+    return (cat, num), unknown
+
+
+@torch.no_grad()
+def predict_frame(model: TabularMLP, prep: Preprocessing, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+    """Predictions on the original scale for every row of ``frame`` (and unknown counts)."""
+    cat, num, unknown = prep.encode(frame)
+    model.eval()
+    z = torch.cat([model(cat[i : i + 65536], num[i : i + 65536]) for i in range(0, len(frame), 65536)])
+    pred = prep.decode_target(z)
+    if not np.isfinite(pred).all():
+        raise DataError(
+            f"the model produced {int((~np.isfinite(pred)).sum())} non-finite predictions; "
+            "the checkpoint may be damaged or the inputs far outside the training range"
+        )
+    return pred, unknown
+
+
+def _train_and_save(
+    model: TabularMLP,
+    prep: Preprocessing,
+    rows: TargetRows,
+    *,
+    strategy: str,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    val_fraction: float,
+    patience: int,
+    out: str | os.PathLike[str] | None,
+    overwrite: bool,
+    config: dict[str, Any],
+    on_epoch: OnEpoch | None,
+) -> RunSummary:
+    train_idx, val_idx, split = _split(rows.frame, prep, val_fraction, seed)
+    X, unknown = _tensors(prep, rows.frame, train_idx)
+    Xv, _ = _tensors(prep, rows.frame, val_idx)
+    z, zv = prep.encode_target(rows.y[train_idx]), prep.encode_target(rows.y[val_idx])
+    result = fit(model, X, z, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
+                 val=(Xv, zv), patience=patience, seed=seed, on_epoch=on_epoch)
+    pred, _ = predict_frame(model, prep, rows.frame.iloc[val_idx])
+    metrics = regression_metrics(rows.y[val_idx], pred)
+    config["training"].update({
+        "strategy": result.strategy, "lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+        "patience": patience, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+    })
+    config.update({
+        "model": model.config(),
+        "preprocessing": prep.to_json(),
+        "target": {"column": prep.target, "scale": "log, standardized", "dropped": rows.dropped},
+        "metrics": {"validation": metrics},
+        "split": split,
+    })
+    path = None
+    if out is not None:
+        path = save_checkpoint(out, model, config, history=result.history, overwrite=overwrite)
+    return RunSummary(path, len(train_idx), len(val_idx), metrics, result, rows.dropped, unknown=unknown)
+
+
+def _check_out(out: str | os.PathLike[str] | None, overwrite: bool) -> None:
+    """Refuse an existing --out before any training, not after."""
+    if out is not None and Path(out).exists() and not overwrite:
+        raise CheckpointError(f"'{out}' already exists; choose another --out or pass --overwrite")
+
+
+def pretrain(
+    data: str | Path | pd.DataFrame,
+    *,
+    target: str,
+    out: str | os.PathLike[str] | None,
+    rows: Sequence[str] = (),
+    hidden: Sequence[int] = (64, 64),
+    epochs: int = 200,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    init: str | None = None,
+    val_fraction: float = 0.2,
+    patience: int = 20,
+    ignore: Sequence[str] = (),
+    categorical: Sequence[str] = (),
+    min_count: int = 2,
+    strict: bool = False,
+    overwrite: bool = False,
+    on_epoch: OnEpoch | None = None,
+) -> RunSummary:
+    """Train a TabularMLP on the source rows, early-stopped on a grouped validation split."""
+    _check_out(out, overwrite)
+    if init is not None:
+        check_scheme(init)
+    selected = select_rows(data, rows, target, strict=strict)
+    prep = fit_preprocessing(selected.frame, target, selected.y, ignore=ignore, categorical=categorical,
+                             min_count=min_count)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = TabularMLP({c: len(v) for c, v in prep.categorical.items()}, len(prep.numeric), hidden)
+        if init is not None and init != "lsuv":
+            init_(model, {"body.*": init, "head": init})
+    if init == "lsuv":
+        cat, num, _ = prep.encode(selected.frame.iloc[:512])
+        init_(model, {"body.*": "lsuv", "head": "lsuv"}, batch=(cat, num),
+              generator=torch.Generator().manual_seed(seed))
+    config = {"training": {"command": "pretrain", "data": str(data) if not isinstance(data, pd.DataFrame) else "DataFrame",
+                           "rows": list(rows), "init": init or "default"},
+              "lineage": {"parent": None, "strategy": None}}
+    return _train_and_save(model, prep, selected, strategy="full", lr=lr, epochs=epochs, batch_size=batch_size,
+                           seed=seed, val_fraction=val_fraction, patience=patience, out=out, overwrite=overwrite,
+                           config=config, on_epoch=on_epoch)
+
+
+def load_model(checkpoint: str | os.PathLike[str]) -> tuple[TabularMLP, Preprocessing, dict[str, Any]]:
+    """Rebuild the model and preprocessing of a checkpoint directory (weights verified)."""
+    ckpt = load_checkpoint(checkpoint)
+    if not ckpt.config.get("preprocessing"):
+        raise CheckpointError(f"'{checkpoint}' is not a tabular checkpoint (it has no preprocessing)")
+    prep = Preprocessing.from_json(ckpt.config["preprocessing"])
+    model = TabularMLP.from_config(ckpt.config["model"])
+    load_pretrained(model, ckpt.state_dict)
+    ckpt.config["weights"]["sha256"] = ckpt.sha256
+    return model, prep, ckpt.config
+
+
+def finetune(
+    data: str | Path | pd.DataFrame,
+    *,
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str] | None,
+    rows: Sequence[str] = (),
+    strategy: str = "freeze:1",
+    lr: float = 1e-4,
+    epochs: int = 200,
+    batch_size: int = 32,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    patience: int = 20,
+    new_categories: str = "mean",
+    target: str | None = None,
+    hidden: Sequence[int] = (64, 64),
+    strict: bool = False,
+    overwrite: bool = False,
+    on_epoch: OnEpoch | None = None,
+) -> RunSummary:
+    """Start from ``source``'s weights and train on the target rows with a strategy.
+
+    ``source`` is a checkpoint directory (its preprocessing is reused and its vocabulary
+    extended with the target's new categories), or a foreign ``.safetensors``/``.pt``
+    state dict: then preprocessing is fitted on the target rows, the architecture comes
+    from ``hidden``, and whatever fits is loaded (see the returned ``load_report``).
+    """
+    _check_out(out, overwrite)
+    plan = parse_strategy(strategy)
+    source_path = Path(source)
+    if source_path.is_dir():
+        model, prep, parent = load_model(source_path)
+        target = target or prep.target
+        if target != prep.target:
+            raise ConfigError(f"the source model predicts '{prep.target}', not '{target}'")
+        selected = select_rows(data, rows, target, strict=strict)
+        prep, alignment = extend_vocabulary(prep, selected.frame)
+        model.extend_embeddings_({c: len(v) for c, v in prep.categorical.items()}, new_categories)
+        report = None
+        parent_sha = parent["weights"]["sha256"]
+    else:
+        _, _, parent_sha = read_state(source_path)  # says what it looked for; refuses unsafe files
+        if target is None:
+            raise ConfigError("a foreign weights file carries no target: pass --target COL")
+        selected = select_rows(data, rows, target, strict=strict)
+        prep = fit_preprocessing(selected.frame, target, selected.y)
+        alignment = None
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            model = TabularMLP({c: len(v) for c, v in prep.categorical.items()}, len(prep.numeric), hidden)
+        report = load_pretrained(model, source_path, strict=False, on_mismatch="skip")
+    config = {
+        "training": {"command": "finetune", "data": str(data) if not isinstance(data, pd.DataFrame) else "DataFrame",
+                     "rows": list(rows), "new_categories": new_categories},
+        "lineage": {"parent": parent_sha, "parent_path": str(source), "strategy": plan.name},
+    }
+    summary = _train_and_save(model, prep, selected, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
+                              seed=seed, val_fraction=val_fraction, patience=patience, out=out, overwrite=overwrite,
+                              config=config, on_epoch=on_epoch)
+    summary.alignment, summary.load_report = alignment, report
+    return summary
+
+
+def evaluate(checkpoint: str | os.PathLike[str], data: str | Path | pd.DataFrame, rows: Sequence[str] = ()) -> dict[str, Any]:
+    """MAE, RMSE and R^2 (original units) of a checkpoint on the selected rows."""
+    model, prep, _ = load_model(checkpoint)
+    selected = select_rows(data, rows, prep.target)
+    pred, unknown = predict_frame(model, prep, selected.frame)
+    metrics = regression_metrics(selected.y, pred)
+    metrics["dropped"] = sum(selected.dropped.values())
+    metrics["unknown"] = unknown
+    return metrics
+
+
+def predict(
+    checkpoint: str | os.PathLike[str], data: str | Path | pd.DataFrame, out: str | os.PathLike[str] | None,
+    *, overwrite: bool = False,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The input rows in order plus ``predicted_<target>``; written atomically to ``out``."""
+    if out is not None and Path(out).exists() and not overwrite:
+        raise DataError(f"'{out}' already exists; choose another --out or pass --overwrite")
+    model, prep, _ = load_model(checkpoint)
+    frame = data if isinstance(data, pd.DataFrame) else read_table(data)
+    pred, unknown = predict_frame(model, prep, frame)
+    result = frame.copy()
+    result[f"predicted_{prep.target}"] = np.round(pred, 2)
+    if out is not None:
+        out = Path(out)
+        tmp = out.with_name(f".{out.name}.partial")
+        try:
+            result.to_csv(tmp, index=False)
+            os.replace(tmp, out)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DataError(f"cannot write predictions to '{out}': {exc.strerror or exc}") from None
+    return result, unknown
