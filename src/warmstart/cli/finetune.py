@@ -27,12 +27,14 @@ from .output import console, describe_dropped, epoch_progress, metrics_table, pa
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--new-categories", type=click.Choice(["mean", "unknown"]), default="mean", show_default=True,
               help="How embedding rows for categories the source never saw start.")
+@click.option("--recenter/--no-recenter", default=True, show_default=True,
+              help="First shift the output to the target rows' mean (closes the level gap in one step).")
 @click.option("--target", default=None, help="Target column (needed only with a foreign weights file).")
 @click.option("--hidden", default="64,64", show_default=True, help="Body sizes (only with a foreign weights file).")
 @click.option("--strict", is_flag=True, help="Refuse unusable target values instead of dropping them.")
 @click.option("--overwrite", is_flag=True)
 def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience, val_fraction, seed, new_categories,
-            target, hidden, strict, overwrite) -> None:
+            recenter, target, hidden, strict, overwrite) -> None:
     """Fine-tune the model in --from on the rows of DATA and save it to --out.
 
     Categories the source never saw (every Europe country for a US model) get new
@@ -46,7 +48,7 @@ def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience,
     with epoch_progress(f"fine-tuning ({strategy})", epochs) as on_epoch:
         summary = finetune(data, source=source, rows=rows, strategy=strategy, out=out, lr=lr, epochs=epochs,
                            batch_size=batch_size, seed=seed, val_fraction=val_fraction, patience=patience,
-                           new_categories=new_categories, target=target, hidden=parse_sizes(hidden),
+                           new_categories=new_categories, recenter=recenter, target=target, hidden=parse_sizes(hidden),
                            strict=strict, overwrite=overwrite, on_epoch=on_epoch)
     if summary.load_report is not None:
         console.print(str(summary.load_report))

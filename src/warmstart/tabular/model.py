@@ -97,6 +97,18 @@ class TabularMLP(nn.Module):
             added[c] = n_new
         return added
 
+    @torch.no_grad()
+    def set_unknown_rows_(self) -> None:
+        """Set each table's ``<unknown>`` row (index 0) to the mean of its category rows.
+
+        No training row is ever unknown, so that row would otherwise keep its random
+        N(0, 1) init and send every unseen category somewhere arbitrary; the mean row
+        predicts like an average category instead.
+        """
+        for emb in self.embeddings.values():
+            if emb.num_embeddings > 2:
+                emb.weight[0] = emb.weight[2:].mean(0)
+
     # ------------------------------------------------------------------ config
     def config(self) -> dict[str, Any]:
         return {

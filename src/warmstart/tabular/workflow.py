@@ -6,6 +6,7 @@ Each mirrors one CLI command and returns data (the CLI prints it). Errors are
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ import torch
 from ..errors import CheckpointError, ConfigError, DataError
 from ..init import check_scheme, init_
 from ..metrics import regression_metrics
+from ..recenter import recenter_output_
 from ..strategies import parse_strategy
 from ..train import FitResult, fit
 from ..weights import LoadReport, load_checkpoint, load_pretrained, read_state, save_checkpoint
@@ -51,6 +53,8 @@ def select_rows(data: str | Path | pd.DataFrame, rows: Sequence[str], target: st
 
 @dataclass
 class RunSummary:
+    model: TabularMLP
+    prep: Preprocessing
     path: Path | None
     rows_train: int
     rows_val: int
@@ -80,6 +84,53 @@ def _split(frame: pd.DataFrame, prep: Preprocessing, val_fraction: float, seed: 
 def _tensors(prep: Preprocessing, frame: pd.DataFrame, idx: np.ndarray) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, int]]:
     cat, num, unknown = prep.encode(frame.iloc[idx])
     return (cat, num), unknown
+
+
+def transfer_model(
+    model: TabularMLP, prep: Preprocessing, frame: pd.DataFrame, new_categories: str = "mean"
+) -> tuple[TabularMLP, Preprocessing, AlignmentReport]:
+    """A copy of the source model whose vocabulary also covers ``frame``'s categories."""
+    model = copy.deepcopy(model)
+    prep, alignment = extend_vocabulary(prep, frame)
+    model.extend_embeddings_({c: len(v) for c, v in prep.categorical.items()}, new_categories)
+    return model, prep, alignment
+
+
+def train_split(
+    model: TabularMLP,
+    prep: Preprocessing,
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    *,
+    strategy: str,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    patience: int,
+    recenter: bool = False,
+    from_own_init: bool = False,
+    on_epoch: OnEpoch | None = None,
+) -> tuple[FitResult, float | None, dict[str, int]]:
+    """Train on ``train_idx`` rows, early-stopped on ``val_idx`` rows; return the fit, the
+    output shift applied first (``recenter``, never for ``scratch``) and unknown counts.
+
+    A model trained from its own initialization (pretraining, ``scratch``) gets its
+    ``<unknown>`` embedding rows set to the mean category afterwards.
+    """
+    X, unknown = _tensors(prep, frame, train_idx)
+    Xv, _ = _tensors(prep, frame, val_idx)
+    z, zv = prep.encode_target(y[train_idx]), prep.encode_target(y[val_idx])
+    shift = None
+    if recenter and not parse_strategy(strategy).reinit:
+        shift = float(recenter_output_(model, X, z).item())
+    result = fit(model, X, z, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
+                 val=(Xv, zv), patience=patience, seed=seed, on_epoch=on_epoch)
+    if from_own_init or parse_strategy(strategy).reinit:
+        model.set_unknown_rows_()  # nothing was frozen, so nothing to keep bit-identical
+    return result, shift, unknown
 
 
 @torch.no_grad()
@@ -113,19 +164,20 @@ def _train_and_save(
     overwrite: bool,
     config: dict[str, Any],
     on_epoch: OnEpoch | None,
+    recenter: bool = False,
+    from_own_init: bool = False,
 ) -> RunSummary:
     train_idx, val_idx, split = _split(rows.frame, prep, val_fraction, seed)
-    X, unknown = _tensors(prep, rows.frame, train_idx)
-    Xv, _ = _tensors(prep, rows.frame, val_idx)
-    z, zv = prep.encode_target(rows.y[train_idx]), prep.encode_target(rows.y[val_idx])
-    result = fit(model, X, z, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
-                 val=(Xv, zv), patience=patience, seed=seed, on_epoch=on_epoch)
+    result, shift, unknown = train_split(
+        model, prep, rows.frame, rows.y, train_idx, val_idx, strategy=strategy, lr=lr, epochs=epochs,
+        batch_size=batch_size, seed=seed, patience=patience, recenter=recenter, from_own_init=from_own_init,
+        on_epoch=on_epoch)
     pred, _ = predict_frame(model, prep, rows.frame.iloc[val_idx])
     metrics = regression_metrics(rows.y[val_idx], pred)
     config["training"].update({
         "strategy": result.strategy, "lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed,
         "patience": patience, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
+        "stopped_early": result.stopped_early, "recenter_shift": shift,
     })
     config.update({
         "model": model.config(),
@@ -137,7 +189,7 @@ def _train_and_save(
     path = None
     if out is not None:
         path = save_checkpoint(out, model, config, history=result.history, overwrite=overwrite)
-    return RunSummary(path, len(train_idx), len(val_idx), metrics, result, rows.dropped, unknown=unknown)
+    return RunSummary(model, prep, path, len(train_idx), len(val_idx), metrics, result, rows.dropped, unknown=unknown)
 
 
 def _check_out(out: str | os.PathLike[str] | None, overwrite: bool) -> None:
@@ -188,7 +240,7 @@ def pretrain(
               "lineage": {"parent": None, "strategy": None}}
     return _train_and_save(model, prep, selected, strategy="full", lr=lr, epochs=epochs, batch_size=batch_size,
                            seed=seed, val_fraction=val_fraction, patience=patience, out=out, overwrite=overwrite,
-                           config=config, on_epoch=on_epoch)
+                           config=config, on_epoch=on_epoch, from_own_init=True)
 
 
 def load_model(checkpoint: str | os.PathLike[str]) -> tuple[TabularMLP, Preprocessing, dict[str, Any]]:
@@ -217,6 +269,7 @@ def finetune(
     val_fraction: float = 0.2,
     patience: int = 20,
     new_categories: str = "mean",
+    recenter: bool = True,
     target: str | None = None,
     hidden: Sequence[int] = (64, 64),
     strict: bool = False,
@@ -229,6 +282,7 @@ def finetune(
     extended with the target's new categories), or a foreign ``.safetensors``/``.pt``
     state dict: then preprocessing is fitted on the target rows, the architecture comes
     from ``hidden``, and whatever fits is loaded (see the returned ``load_report``).
+    ``recenter`` first shifts the output to the target rows' level (``recenter.py``).
     """
     _check_out(out, overwrite)
     plan = parse_strategy(strategy)
@@ -239,8 +293,7 @@ def finetune(
         if target != prep.target:
             raise ConfigError(f"the source model predicts '{prep.target}', not '{target}'")
         selected = select_rows(data, rows, target, strict=strict)
-        prep, alignment = extend_vocabulary(prep, selected.frame)
-        model.extend_embeddings_({c: len(v) for c, v in prep.categorical.items()}, new_categories)
+        model, prep, alignment = transfer_model(model, prep, selected.frame, new_categories)
         report = None
         parent_sha = parent["weights"]["sha256"]
     else:
@@ -256,12 +309,12 @@ def finetune(
         report = load_pretrained(model, source_path, strict=False, on_mismatch="skip")
     config = {
         "training": {"command": "finetune", "data": str(data) if not isinstance(data, pd.DataFrame) else "DataFrame",
-                     "rows": list(rows), "new_categories": new_categories},
+                     "rows": list(rows), "new_categories": new_categories, "recenter": recenter},
         "lineage": {"parent": parent_sha, "parent_path": str(source), "strategy": plan.name},
     }
     summary = _train_and_save(model, prep, selected, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
                               seed=seed, val_fraction=val_fraction, patience=patience, out=out, overwrite=overwrite,
-                              config=config, on_epoch=on_epoch)
+                              config=config, on_epoch=on_epoch, recenter=recenter)
     summary.alignment, summary.load_report = alignment, report
     return summary
 
