@@ -55,9 +55,9 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import convert, demo, env, evaluate, finetune, init_report, inspect_cmd, predict, pretrain
+    from . import convert, demo, env, evaluate, finetune, init_report, inspect_cmd, predict, pretrain, study
 
-    for module in (pretrain, finetune, evaluate, predict, inspect_cmd, init_report, convert, demo, env):
+    for module in (pretrain, finetune, evaluate, predict, study, inspect_cmd, init_report, convert, demo, env):
         cli.add_command(module.command)
 
 

@@ -1,0 +1,1 @@
+"""Study results as tables, plots and one self-contained HTML page. Reads results only."""

@@ -1,0 +1,109 @@
+"""``report.html``: one self-contained page (plots inlined, no script, no network)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+CSS = """
+body { font: 15px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #1d1d1f; padding: 0 1rem; }
+h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+.verdict { background: #f3f7ff; border-left: 4px solid #3366cc; padding: .6rem 1rem; }
+.verdict li { margin: .3rem 0; }
+table { border-collapse: collapse; font-size: 13px; margin: .5rem 0 1rem; }
+th, td { border-bottom: 1px solid #e4e4e4; padding: 3px 8px; text-align: right; }
+th:first-child, td:first-child, td.l { text-align: left; }
+tr.baseline td { color: #555; } tr.neg td { background: #fff0f0; }
+img { max-width: 100%; } pre { background: #f7f7f7; padding: .6rem; overflow-x: auto; font-size: 12px; }
+.muted { color: #666; font-size: 13px; }
+"""
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def _num(x: float, fmt: str) -> str:
+    return "" if not isinstance(x, (int, float)) or not math.isfinite(x) else format(x, fmt)
+
+
+def _interval(row: pd.Series, key: str, fmt: str) -> str:
+    mean, lo, hi = row[f"{key}_mean"] if f"{key}_mean" in row else row[f"{key}_pct"], row[f"{key}_lo"], row[f"{key}_hi"]
+    if not math.isfinite(mean):
+        return ""
+    ci = f" <span class=muted>({_num(lo, fmt)}..{_num(hi, fmt)})</span>" if math.isfinite(lo) else ""
+    return _num(mean, fmt) + ci
+
+
+def summary_table(summary: pd.DataFrame, size: int) -> str:
+    at = summary[summary["size"] == size]
+    head = ("<tr><th>method</th><th>kind</th><th>MAE (95% CI)</th><th>RMSE</th><th>R²</th>"
+            "<th>gain vs scratch %</th><th>gain vs best baseline %</th><th>flag</th></tr>")
+    body = []
+    for _, r in at.iterrows():
+        cls = "neg" if r["negative_transfer"] else r["kind"]
+        flag = "negative transfer" if r["negative_transfer"] else ("best baseline" if r["method"] == r["best_baseline"] else "")
+        body.append(
+            f"<tr class={cls}><td>{html.escape(r['method'])}</td><td class=l>{r['kind']}</td>"
+            f"<td>{_interval(r, 'mae', ',.0f')}</td><td>{_num(r['rmse_mean'], ',.0f')}</td>"
+            f"<td>{_num(r['r2_mean'], '.3f')}</td><td>{_interval(r, 'gain_vs_scratch', '+.1f')}</td>"
+            f"<td>{_interval(r, 'gain_vs_best_baseline', '+.1f')}</td><td class=l>{flag}</td></tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def write_report(
+    path: Path,
+    *,
+    title: str,
+    verdict: list[str],
+    summary: pd.DataFrame,
+    plots: list[Path],
+    results: pd.DataFrame,
+    alignment: str,
+    notes: list[str],
+    settings: dict[str, Any],
+    versions: dict[str, str],
+    seconds: float,
+) -> Path:
+    """Write the page and return its path."""
+    sizes = sorted(summary["size"].unique())
+    auto = results[results["method"] == "auto"][["seed", "size", "detail"]]
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class=muted>{settings['seeds']} seeds, target sizes {', '.join(map(str, sizes))}; "
+        f"errors on held-out target rows that no method trained or early-stopped on; {seconds:,.0f} s.</p>",
+        "<h2>Verdict</h2><ul class=verdict>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdict) + "</ul>",
+        "<h2>Error vs target size</h2>", *[_img(p) for p in plots],
+        "<h2>Results by target size</h2>",
+        "<p class=muted>Means over seeds with 95% t-intervals. Gains are paired by seed: "
+        "100 × (MAE<sub>ref</sub> − MAE)/MAE<sub>ref</sub>; above zero is better. "
+        "Negative transfer: significantly worse than training from scratch.</p>",
+    ]
+    for size in sizes:
+        parts += [f"<h3>{size} target training rows</h3>", summary_table(summary, size)]
+    if not auto.empty:
+        rows = "".join(f"<tr><td>{s}</td><td>{n}</td><td class=l>{html.escape(d)}</td></tr>"
+                       for s, n, d in auto.itertuples(index=False))
+        parts += ["<h2>What auto chose</h2>",
+                  "<p class=muted>By grouped cross-validation on the training rows only.</p>",
+                  f"<table><tr><th>seed</th><th>size</th><th>choice</th></tr>{rows}</table>"]
+    parts += [
+        "<h2>Categories: target vs source</h2>",
+        "<p class=muted>Categories new to the source get new embedding rows, trained on the target.</p>",
+        f"<pre>{html.escape(alignment)}</pre>",
+        "<h2>How this was measured</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>",
+        f"<pre>{html.escape(json.dumps(settings, indent=2))}</pre>",
+        "<h2>Versions</h2>", f"<pre>{html.escape(json.dumps(versions, indent=2))}</pre>",
+        "</body></html>",
+    ]
+    path.write_text("\n".join(parts), encoding="utf-8")
+    return path

@@ -1,0 +1,262 @@
+"""The transfer study: strategies x target sizes x seeds, against baselines, honestly.
+
+Per seed (DESIGN.md, "Honest evaluation"):
+1. pretrain the source model once on the source rows (early-stopped on a grouped split);
+2. split the target rows, grouped so identical feature rows stay together, into a fixed
+   test set and a pool; draw nested training subsets of each size from the pool;
+3. on each subset train every strategy (early-stopped on a grouped validation split
+   carved from the subset, never the test set) and fit every baseline;
+4. score all of them on the same test set, in the target's own units.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import ConfigError, DataError
+from .metrics import regression_metrics
+from .strategies import parse_strategy
+from .tabular import baselines as bl
+from .tabular.auto import CANDIDATES, RECENTERED, choose_strategy, recentered_model
+from .tabular.data import read_table, target_values
+from .tabular.encoding import align, feature_columns
+from .tabular.filters import apply_filters
+from .tabular.split import group_ids, grouped_split
+from .tabular.workflow import predict_frame, pretrain, train_split, transfer_model
+
+DEFAULT_STRATEGIES = ("scratch", "full", "freeze:1", "probe", "lp-ft", "l2sp", "discriminative", "auto")
+DEFAULT_BASELINES = tuple(bl.BASELINES)
+# Learning rates per strategy family: scratch starts from random weights and needs a
+# larger step; the transfer strategies start close to a good answer.
+DEFAULT_LR = {"scratch": 1e-3, "full": 3e-4, "freeze": 1e-3, "probe": 1e-3, "lp-ft": 3e-4, "l2sp": 1e-3,
+              "discriminative": 1e-3}
+OnFit = Callable[[int, int, str], None]
+
+
+def parse_method(text: str) -> tuple[str, float | None]:
+    """``name`` or ``name@lr`` (e.g. ``full@1e-4``); the name is validated."""
+    name, _, lr = text.strip().partition("@")
+    if name != "auto":
+        parse_strategy(name)
+    if not lr:
+        return name, None
+    try:
+        value = float(lr)
+    except ValueError:
+        raise ConfigError(f"'{text}': the learning rate after '@' is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"'{text}': the learning rate must be positive")
+    return name, value
+
+
+def parse_sizes(text: str | Sequence[int | str]) -> list[int | str]:
+    items = text.split(",") if isinstance(text, str) else list(text)
+    sizes: list[int | str] = []
+    for item in (str(i).strip() for i in items):
+        if item == "all":
+            sizes.append("all")
+            continue
+        try:
+            n = int(item)
+        except ValueError:
+            raise ConfigError(f"target size '{item}' is not an integer or 'all'") from None
+        if n < 4:
+            raise ConfigError(f"target size {n} is too small: at least 4 rows (some are held out for early stopping)")
+        sizes.append(n)
+    if not sizes:
+        raise ConfigError("give at least one target size, e.g. --sizes 25,50,100,all")
+    return sizes
+
+
+@dataclass
+class StudySettings:
+    data: str
+    target: str
+    source: list[str]
+    target_rows: list[str]
+    sizes: list[int | str]
+    seeds: int
+    strategies: list[str]
+    baselines: list[str]
+    test_fraction: float = 0.3
+    val_fraction: float = 0.2
+    epochs: int = 200
+    patience: int = 20
+    batch_size: int = 32
+    auto_folds: int = 5
+    dedupe: bool = True
+
+
+@dataclass
+class StudyData:
+    source: pd.DataFrame
+    y_source: np.ndarray
+    target: pd.DataFrame
+    y_target: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+
+def load_study_data(settings: StudySettings) -> StudyData:
+    df = read_table(settings.data)
+    notes = []
+    if settings.dedupe:
+        before = len(df)
+        df = df.drop_duplicates().reset_index(drop=True)
+        notes.append(f"removed {before - len(df):,} exact duplicate rows ({len(df):,} left)")
+    src = apply_filters(df, settings.source)
+    tgt = apply_filters(df, settings.target_rows)
+    overlap = len(pd.merge(src, tgt, how="inner"))
+    if overlap:
+        raise DataError(f"{overlap} rows match both the source and the target filters; make them disjoint")
+    src, ys, ds = target_values(src, settings.target)
+    tgt, yt, dt = target_values(tgt, settings.target)
+    for name, dropped in (("source", ds), ("target", dt)):
+        if dropped:
+            notes.append(f"{name}: dropped {sum(dropped.values())} rows with an unusable target")
+    return StudyData(src, ys, tgt, yt, notes)
+
+
+@dataclass
+class StudyResult:
+    settings: StudySettings
+    results: pd.DataFrame
+    notes: list[str]
+    alignment: str
+    seconds: float
+    path: Path | None = None
+
+
+def _count_fits(settings: StudySettings, n_sizes: int) -> int:
+    per_size = len(settings.baselines)
+    for s in settings.strategies:
+        per_size += 1 + (settings.auto_folds * len(CANDIDATES) if s == "auto" else 0)
+    return settings.seeds * (1 + n_sizes * per_size)
+
+
+def run_study(
+    data: str,
+    *,
+    target: str,
+    source: Sequence[str],
+    target_rows: Sequence[str],
+    sizes: str | Sequence[int | str] = (25, 50, 100, 200, "all"),
+    seeds: int = 10,
+    strategies: Sequence[str] = DEFAULT_STRATEGIES,
+    baselines: Sequence[str] = DEFAULT_BASELINES,
+    test_fraction: float = 0.3,
+    epochs: int = 200,
+    patience: int = 20,
+    auto_folds: int = 5,
+    dedupe: bool = True,
+    on_fit: OnFit | None = None,
+) -> StudyResult:
+    """Run the whole study; return the long results table (one row per seed x size x method)."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    if not 0 < test_fraction < 0.9:
+        raise ConfigError(f"--test-fraction must lie in (0, 0.9), got {test_fraction}")
+    for s in strategies:
+        parse_method(s)
+    bl.check_baselines(list(baselines))
+    settings = StudySettings(str(data), target, list(source), list(target_rows), parse_sizes(sizes), seeds,
+                             list(strategies), list(baselines), test_fraction, epochs=epochs, patience=patience,
+                             auto_folds=auto_folds, dedupe=dedupe)
+    study = load_study_data(settings)
+    started = time.perf_counter()
+    total = _count_fits(settings, len(settings.sizes))
+    done = 0
+    rows: list[dict[str, Any]] = []
+
+    def tick(label: str) -> None:
+        nonlocal done
+        done += 1
+        if on_fit is not None:
+            on_fit(done, total, label)
+
+    alignment = ""
+    for seed in range(seeds):
+        src = pretrain(study.source, target=target, out=None, seed=seed, epochs=epochs, patience=patience)
+        tick(f"seed {seed}: source model")
+        groups = group_ids(study.target, feature_columns(study.target, target, src.prep.ignored))
+        test_idx, pool_idx = grouped_split(groups, [test_fraction], seed)
+        pool_order = np.random.default_rng(seed + 10_000).permutation(pool_idx)
+        test = study.target.iloc[test_idx].reset_index(drop=True)
+        y_test = study.y_target[test_idx]
+        if seed == 0:
+            alignment = str(align(src.prep, study.target))
+        seen_sizes: set[int] = set()
+        for size in settings.sizes:
+            n = len(pool_order) if size == "all" else min(int(size), len(pool_order))
+            if n in seen_sizes:
+                continue
+            seen_sizes.add(n)
+            take = pool_order[:n]  # nested: every smaller subset is a prefix of this one
+            train = study.target.iloc[take].reset_index(drop=True)
+            y_train = study.y_target[take]
+            ctx = bl.Context(train, y_train, test, study.source, study.y_source, src.model, src.prep, seed,
+                             lambda pooled, y, t, seed=seed: _pooled_mlp(pooled, y, t, target, seed, epochs, patience))
+            for name in settings.baselines:
+                t0 = time.perf_counter()
+                pred = bl.BASELINES[name](ctx)
+                rows.append(_row(seed, n, name, "baseline", y_test, pred, time.perf_counter() - t0, ""))
+                tick(f"seed {seed}, {n} rows: {name}")
+            for spec in settings.strategies:
+                t0 = time.perf_counter()
+                pred, detail = _strategy(spec, src, train, y_train, test, settings, seed,
+                                         lambda label, s=seed, k=n: tick(f"seed {s}, {k} rows: auto {label}"))
+                rows.append(_row(seed, n, spec, "strategy", y_test, pred, time.perf_counter() - t0, detail))
+                tick(f"seed {seed}, {n} rows: {spec}")
+    return StudyResult(settings, pd.DataFrame(rows), study.notes, alignment, time.perf_counter() - started)
+
+
+def _row(seed: int, size: int, method: str, kind: str, y: np.ndarray, pred: np.ndarray, seconds: float,
+         detail: str) -> dict[str, Any]:
+    m = regression_metrics(y, pred)
+    return {"seed": seed, "size": size, "method": method, "kind": kind, "mae": m["mae"], "rmse": m["rmse"],
+            "r2": m["r2"], "seconds": round(seconds, 3), "detail": detail}
+
+
+def _pooled_mlp(pooled: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, target: str, seed: int, epochs: int,
+                patience: int) -> np.ndarray:
+    run = pretrain(pooled.assign(**{target: y.astype(str)}), target=target, out=None, seed=seed, epochs=epochs,
+                   patience=patience)
+    return predict_frame(run.model, run.prep, test)[0]
+
+
+def _strategy(spec: str, src, train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, settings: StudySettings,
+              seed: int, on_candidate: Callable[[str], None]) -> tuple[np.ndarray, str]:
+    name, lr = parse_method(spec)
+    detail = ""
+    if name == "auto":
+        choice = choose_strategy(src.model, src.prep, train, y, seed=seed, folds=settings.auto_folds,
+                                 epochs=settings.epochs, patience=settings.patience,
+                                 batch_size=settings.batch_size)
+        for _ in range(choice.folds * len(CANDIDATES)):
+            on_candidate(choice.label)
+        detail = f"chose {choice.label}"
+        if choice.strategy == RECENTERED:
+            model, prep = recentered_model(src.model, src.prep, train, y, np.arange(len(train)))
+            return predict_frame(model, prep, test)[0], detail
+        name, lr = choice.strategy, choice.lr
+    lr = lr or DEFAULT_LR[name.split(":")[0]]
+    model, prep, _ = transfer_model(src.model, src.prep, train)
+    groups = group_ids(train, src.prep.columns)
+    if len(np.unique(groups)) < 2:
+        raise DataError(f"{len(train)} training rows hold fewer than two distinct rows; use a larger size")
+    val_idx, train_idx = grouped_split(groups, [settings.val_fraction], seed)
+    fit, _, _ = train_split(model, prep, train, y, train_idx, val_idx, strategy=name, lr=lr,
+                            epochs=settings.epochs, batch_size=settings.batch_size, seed=seed,
+                            patience=settings.patience, recenter=True)
+    detail = (detail + "; " if detail else "") + f"lr {lr:g}, best epoch {fit.best_epoch}"
+    return predict_frame(model, prep, test)[0], detail
+
+
+def settings_dict(settings: StudySettings) -> dict[str, Any]:
+    return asdict(settings)

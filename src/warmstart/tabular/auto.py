@@ -1,0 +1,110 @@
+"""``auto``: choose a fine-tuning strategy and learning rate by grouped k-fold
+cross-validation on the target training rows only, then refit on all of them.
+
+The candidates include re-centring the source model without any gradient step, and
+training from scratch, so ``auto`` can honestly answer "do not fine-tune" or "do not
+transfer". The score is the mean absolute error on the held-out fold, in the target's
+own units; each fold's fine-tuning early-stops on that fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from ..recenter import recenter_output_
+from .encoding import Preprocessing
+from .model import TabularMLP
+from .split import group_ids
+
+RECENTERED = "recentered"
+# (strategy, learning rate); RECENTERED means: shift the output, train nothing.
+CANDIDATES: tuple[tuple[str, float | None], ...] = (
+    (RECENTERED, None),
+    ("probe", 1e-3),
+    ("lp-ft", 3e-4),
+    ("freeze:1", 1e-3),
+    ("l2sp", 1e-3),
+    ("full", 3e-4),
+    ("scratch", 1e-3),
+)
+
+
+@dataclass
+class AutoChoice:
+    strategy: str
+    lr: float | None
+    scores: dict[str, float] = field(default_factory=dict)  # "strategy@lr" -> mean CV MAE
+    folds: int = 0
+
+    @property
+    def label(self) -> str:
+        return self.strategy if self.lr is None else f"{self.strategy}@{self.lr:g}"
+
+    def reason(self) -> str:
+        ranked = sorted(self.scores.items(), key=lambda kv: kv[1])
+        runner = f"; next {ranked[1][0]} {ranked[1][1]:,.0f}" if len(ranked) > 1 else ""
+        return (f"{self.folds}-fold grouped CV on the training rows: {self.label} had the lowest "
+                f"mean MAE {ranked[0][1]:,.0f}{runner}")
+
+
+def grouped_folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """Row indices of ``k`` folds; each group lands whole in one fold (seeded)."""
+    unique = np.random.default_rng(seed).permutation(np.unique(groups))
+    fold_of = {g: i % k for i, g in enumerate(unique)}
+    assignment = np.array([fold_of[g] for g in groups])
+    return [np.flatnonzero(assignment == i) for i in range(k)]
+
+
+def recentered_model(
+    source_model: TabularMLP, source_prep: Preprocessing, frame: pd.DataFrame, y: np.ndarray, idx: np.ndarray
+) -> tuple[TabularMLP, Preprocessing]:
+    from .workflow import transfer_model
+
+    model, prep, _ = transfer_model(source_model, source_prep, frame.iloc[idx])
+    cat, num, _ = prep.encode(frame.iloc[idx])
+    recenter_output_(model, (cat, num), prep.encode_target(y[idx]))
+    return model, prep
+
+
+def choose_strategy(
+    source_model: TabularMLP,
+    source_prep: Preprocessing,
+    frame: pd.DataFrame,
+    y: np.ndarray,
+    *,
+    seed: int,
+    folds: int = 5,
+    candidates: Sequence[tuple[str, float | None]] = CANDIDATES,
+    epochs: int = 200,
+    patience: int = 20,
+    batch_size: int = 32,
+) -> AutoChoice:
+    """Score every candidate by grouped k-fold CV on ``frame``; return the best."""
+    from .workflow import predict_frame, train_split, transfer_model
+
+    groups = group_ids(frame, source_prep.columns)
+    k = int(min(folds, len(np.unique(groups))))
+    if k < 2:
+        raise DataError("auto needs at least two distinct training rows to cross-validate")
+    fold_rows = grouped_folds(groups, k, seed)
+    errors: dict[tuple[str, float | None], list[float]] = {c: [] for c in candidates}
+    for i, val_idx in enumerate(fold_rows):
+        train_idx = np.concatenate([f for j, f in enumerate(fold_rows) if j != i])
+        for strategy, lr in candidates:
+            if strategy == RECENTERED:
+                model, prep = recentered_model(source_model, source_prep, frame, y, train_idx)
+            else:
+                model, prep, _ = transfer_model(source_model, source_prep, frame.iloc[train_idx])
+                train_split(model, prep, frame, y, train_idx, val_idx, strategy=strategy, lr=float(lr),
+                            epochs=epochs, batch_size=batch_size, seed=seed, patience=patience, recenter=True)
+            pred, _ = predict_frame(model, prep, frame.iloc[val_idx])
+            errors[(strategy, lr)].append(float(np.abs(pred - y[val_idx]).mean()))
+    scores = {c: float(np.mean(e)) for c, e in errors.items()}
+    best = min(scores, key=scores.get)
+    label = {c: (c[0] if c[1] is None else f"{c[0]}@{c[1]:g}") for c in candidates}
+    return AutoChoice(best[0], best[1], {label[c]: s for c, s in scores.items()}, k)
