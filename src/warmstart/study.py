@@ -26,7 +26,7 @@ from .strategies import parse_strategy
 from .tabular import baselines as bl
 from .tabular.auto import CANDIDATES, RECENTERED, choose_strategy, recentered_model
 from .tabular.data import read_table, target_values
-from .tabular.encoding import align, feature_columns
+from .tabular.encoding import align
 from .tabular.filters import apply_filters
 from .tabular.split import group_ids, grouped_split
 from .tabular.workflow import predict_frame, pretrain, train_split, transfer_model
@@ -133,6 +133,17 @@ class StudyResult:
     path: Path | None = None
 
 
+def split_target(frame: pd.DataFrame, columns: Sequence[str], test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(test rows, pool rows in draw order): grouped by identical features, seeded.
+
+    Training subsets are prefixes of the pool order, so they are nested: the 50-row
+    subset contains the 25-row one.
+    """
+    groups = group_ids(frame, columns)
+    test_idx, pool_idx = grouped_split(groups, [test_fraction], seed)
+    return test_idx, np.random.default_rng(seed + 10_000).permutation(pool_idx)
+
+
 def _count_fits(settings: StudySettings, n_sizes: int) -> int:
     per_size = len(settings.baselines)
     for s in settings.strategies:
@@ -184,9 +195,7 @@ def run_study(
     for seed in range(seeds):
         src = pretrain(study.source, target=target, out=None, seed=seed, epochs=epochs, patience=patience)
         tick(f"seed {seed}: source model")
-        groups = group_ids(study.target, feature_columns(study.target, target, src.prep.ignored))
-        test_idx, pool_idx = grouped_split(groups, [test_fraction], seed)
-        pool_order = np.random.default_rng(seed + 10_000).permutation(pool_idx)
+        test_idx, pool_order = split_target(study.target, src.prep.columns, test_fraction, seed)
         test = study.target.iloc[test_idx].reset_index(drop=True)
         y_test = study.y_target[test_idx]
         if seed == 0:
@@ -205,21 +214,21 @@ def run_study(
             for name in settings.baselines:
                 t0 = time.perf_counter()
                 pred = bl.BASELINES[name](ctx)
-                rows.append(_row(seed, n, name, "baseline", y_test, pred, time.perf_counter() - t0, ""))
+                rows.append(_row(seed, size, n, name, "baseline", y_test, pred, time.perf_counter() - t0, ""))
                 tick(f"seed {seed}, {n} rows: {name}")
             for spec in settings.strategies:
                 t0 = time.perf_counter()
                 pred, detail = _strategy(spec, src, train, y_train, test, settings, seed,
                                          lambda label, s=seed, k=n: tick(f"seed {s}, {k} rows: auto {label}"))
-                rows.append(_row(seed, n, spec, "strategy", y_test, pred, time.perf_counter() - t0, detail))
+                rows.append(_row(seed, size, n, spec, "strategy", y_test, pred, time.perf_counter() - t0, detail))
                 tick(f"seed {seed}, {n} rows: {spec}")
     return StudyResult(settings, pd.DataFrame(rows), study.notes, alignment, time.perf_counter() - started)
 
 
-def _row(seed: int, size: int, method: str, kind: str, y: np.ndarray, pred: np.ndarray, seconds: float,
-         detail: str) -> dict[str, Any]:
+def _row(seed: int, subset: int | str, size: int, method: str, kind: str, y: np.ndarray, pred: np.ndarray,
+         seconds: float, detail: str) -> dict[str, Any]:
     m = regression_metrics(y, pred)
-    return {"seed": seed, "size": size, "method": method, "kind": kind, "mae": m["mae"], "rmse": m["rmse"],
+    return {"seed": seed, "subset": str(subset), "size": size, "method": method, "kind": kind, "mae": m["mae"], "rmse": m["rmse"],
             "r2": m["r2"], "seconds": round(seconds, 3), "detail": detail}
 
 
@@ -240,7 +249,7 @@ def _strategy(spec: str, src, train: pd.DataFrame, y: np.ndarray, test: pd.DataF
                                  batch_size=settings.batch_size)
         for _ in range(choice.folds * len(CANDIDATES)):
             on_candidate(choice.label)
-        detail = f"chose {choice.label}"
+        detail = f"chose {choice.label} ({choice.reason()})"
         if choice.strategy == RECENTERED:
             model, prep = recentered_model(src.model, src.prep, train, y, np.arange(len(train)))
             return predict_frame(model, prep, test)[0], detail

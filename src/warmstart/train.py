@@ -8,6 +8,7 @@ best weights, and stops at the first non-finite loss keeping the last finite wei
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -82,6 +83,25 @@ def evaluate_loss(model: nn.Module, X: Inputs, y: torch.Tensor, loss_fn: Callabl
     return total / y.shape[0]
 
 
+# Below this many parameters a training step is a chain of tiny ops, where extra threads
+# only add synchronization: one thread is as fast and leaves the other cores free.
+SMALL_MODEL = 1_000_000
+
+
+@contextlib.contextmanager
+def threads_for(model: nn.Module):
+    """Use one intra-op thread while training a small model; restore the setting after."""
+    before = torch.get_num_threads()
+    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL
+    if small and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def _first_bad(model: nn.Module, xb: tuple[torch.Tensor, ...]) -> str:
     """Name the first layer whose output is non-finite or explodes (std > 1e3) on ``xb``."""
     for name, out in trace_activations(model, xb).items():
@@ -120,6 +140,14 @@ def fit(
     best weights are restored. Without validation data every phase runs its full budget.
     L2-SP anchors at ``reference`` (default: the weights ``fit`` starts from).
     """
+    with threads_for(model):
+        return _fit(model, X, y, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size, val=val,
+                    val_fraction=val_fraction, patience=patience, seed=seed, weight_decay=weight_decay,
+                    optimizer=optimizer, loss_fn=loss_fn, reference=reference, on_epoch=on_epoch)
+
+
+def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, patience, seed, weight_decay,
+         optimizer, loss_fn, reference, on_epoch) -> FitResult:
     plan = parse_strategy(strategy) if isinstance(strategy, str) else strategy
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise ConfigError("epochs, batch_size and patience must be at least 1")

@@ -16,7 +16,8 @@ from .output import console, describe_dropped, epoch_progress, metrics_table, pa
               help="Source checkpoint directory, or a foreign .safetensors/.pt state dict.")
 @rows_option
 @click.option("--strategy", default="freeze:1", show_default=True,
-              help="scratch | full | freeze:K | probe | lp-ft | l2sp[:ALPHA] | discriminative[:FACTOR]")
+              help="scratch | full | freeze:K | probe | lp-ft | l2sp[:ALPHA] | discriminative[:FACTOR] | auto "
+                   "(chosen by grouped cross-validation on the target rows)")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint directory to write.")
 @click.option("--lr", default=1e-4, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Learning rate (smaller than pretraining's: the start is already good).")
@@ -58,8 +59,10 @@ def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience,
     note = describe_dropped(summary.dropped, target or "target")
     if note:
         console.print(note)
+    if summary.auto is not None:
+        console.print(f"auto chose {summary.auto.label}: {summary.auto.reason()}")
     fr = summary.fit
-    console.print(f"strategy {fr.strategy}, lr {lr:g}: trained on {summary.rows_train:,} rows, validated on "
+    console.print(f"strategy {fr.strategy}" + (f", lr {summary.lr:g}" if fr.epochs_run else "") + f": trained on {summary.rows_train:,} rows, validated on "
                   f"{summary.rows_val:,}; best epoch {fr.best_epoch} of {fr.epochs_run}"
                   + (" (early stop)" if fr.stopped_early else ""))
     console.print(metrics_table("validation", {fr.strategy: summary.metrics}))

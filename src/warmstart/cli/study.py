@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..errors import CheckpointError
 from ..report.study_report import write_study
+from ..report.summary import size_label
 from ..study import DEFAULT_BASELINES, DEFAULT_STRATEGIES, run_study, settings_dict
 from .output import console
 
@@ -65,15 +66,15 @@ def command(data, target, source, target_rows, sizes, seeds, strategies, baselin
     for note in result.notes:
         console.print(note)
     table = Table(title=f"MAE of {target} on held-out target rows (mean over {seeds} seeds)", title_justify="left")
-    sizes_seen = sorted(summary["size"].unique())
+    subsets = summary.drop_duplicates("subset").sort_values("size")
     table.add_column("method")
     table.add_column("kind")
-    for s in sizes_seen:
-        table.add_column(str(s), justify="right")
+    for _, r in subsets.iterrows():
+        table.add_column(size_label(r), justify="right")
     for method in summary.sort_values(["kind", "method"], ascending=[False, True])["method"].unique():
         cells = []
-        for s in sizes_seen:
-            row = summary[(summary["size"] == s) & (summary["method"] == method)]
+        for s in subsets["subset"]:
+            row = summary[(summary["subset"] == s) & (summary["method"] == method)]
             cells.append("" if row.empty else f"{row['mae_mean'].iloc[0]:,.0f}" + ("*" if row["negative_transfer"].iloc[0] else ""))
         table.add_row(method, summary[summary["method"] == method]["kind"].iloc[0], *cells)
     console.print(table)

@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from .summary import size_label
+
 CSS = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #1d1d1f; padding: 0 1rem; }
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
@@ -42,8 +44,8 @@ def _interval(row: pd.Series, key: str, fmt: str) -> str:
     return _num(mean, fmt) + ci
 
 
-def summary_table(summary: pd.DataFrame, size: int) -> str:
-    at = summary[summary["size"] == size]
+def summary_table(summary: pd.DataFrame, subset: str) -> str:
+    at = summary[summary["subset"] == subset]
     head = ("<tr><th>method</th><th>kind</th><th>MAE (95% CI)</th><th>RMSE</th><th>R²</th>"
             "<th>gain vs scratch %</th><th>gain vs best baseline %</th><th>flag</th></tr>")
     body = []
@@ -73,13 +75,14 @@ def write_report(
     seconds: float,
 ) -> Path:
     """Write the page and return its path."""
-    sizes = sorted(summary["size"].unique())
+    subsets = summary.drop_duplicates("subset").sort_values("size")
+    labels = [size_label(r) for _, r in subsets.iterrows()]
     auto = results[results["method"] == "auto"][["seed", "size", "detail"]]
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<p class=muted>{settings['seeds']} seeds, target sizes {', '.join(map(str, sizes))}; "
+        f"<p class=muted>{settings['seeds']} seeds, target sizes {', '.join(labels)}; "
         f"errors on held-out target rows that no method trained or early-stopped on; {seconds:,.0f} s.</p>",
         "<h2>Verdict</h2><ul class=verdict>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdict) + "</ul>",
         "<h2>Error vs target size</h2>", *[_img(p) for p in plots],
@@ -88,8 +91,8 @@ def write_report(
         "100 × (MAE<sub>ref</sub> − MAE)/MAE<sub>ref</sub>; above zero is better. "
         "Negative transfer: significantly worse than training from scratch.</p>",
     ]
-    for size in sizes:
-        parts += [f"<h3>{size} target training rows</h3>", summary_table(summary, size)]
+    for label, subset in zip(labels, subsets["subset"]):
+        parts += [f"<h3>{html.escape(label)} target training rows</h3>", summary_table(summary, subset)]
     if not auto.empty:
         rows = "".join(f"<tr><td>{s}</td><td>{n}</td><td class=l>{html.escape(d)}</td></tr>"
                        for s, n, d in auto.itertuples(index=False))

@@ -24,17 +24,20 @@ def plot_error_vs_size(summary: pd.DataFrame, path: Path, target: str = "target"
     colors = _colors(methods)
     for method in methods:
         part = summary[summary["method"] == method].sort_values("size")
-        style = "-" if part["kind"].iloc[0] == "strategy" else "--"
-        ax.plot(part["size"], part["mae_mean"], style, marker="o", ms=3, color=colors[method], label=method)
-        if part["mae_lo"].notna().any():
-            ax.fill_between(part["size"], part["mae_lo"], part["mae_hi"], color=colors[method], alpha=0.12)
+        strategy = part["kind"].iloc[0] == "strategy"
+        ax.plot(part["size"], part["mae_mean"], "-" if strategy else "--", marker="o", ms=3, color=colors[method],
+                label=method)
+        # Shade strategies only: fifteen overlapping bands hide everything (baseline
+        # intervals are in the tables).
+        if strategy and part["mae_lo"].notna().any():
+            ax.fill_between(part["size"], part["mae_lo"], part["mae_hi"], color=colors[method], alpha=0.08)
     ax.set_xscale("log")
     sizes = sorted(summary["size"].unique())
     ax.set_xticks(sizes, [str(s) for s in sizes])
     ax.minorticks_off()
     ax.set_xlabel("target training rows (log scale)")
     ax.set_ylabel(f"MAE of {target} on the test rows")
-    ax.set_title("Error vs target size (solid: strategies, dashed: baselines; 95% intervals)")
+    ax.set_title("Error vs target size (solid: strategies with 95% intervals; dashed: baselines)")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8)
     fig.tight_layout()

@@ -5,6 +5,11 @@ The candidates include re-centring the source model without any gradient step, a
 training from scratch, so ``auto`` can honestly answer "do not fine-tune" or "do not
 transfer". The score is the mean absolute error on the held-out fold, in the target's
 own units; each fold's fine-tuning early-stops on that fold.
+
+With a few dozen rows the fold scores are noisy, and picking the bare minimum among
+seven candidates mostly picks noise. ``auto`` therefore applies the one-standard-error
+rule (Breiman et al. 1984): the simplest candidate (in ``CANDIDATES`` order) whose mean
+CV error is within one standard error of the best one's.
 """
 
 from __future__ import annotations
@@ -40,16 +45,21 @@ class AutoChoice:
     lr: float | None
     scores: dict[str, float] = field(default_factory=dict)  # "strategy@lr" -> mean CV MAE
     folds: int = 0
+    lowest: str = ""  # the candidate with the lowest mean CV MAE
+    tolerance: float = 0.0  # one standard error of the lowest
 
     @property
     def label(self) -> str:
         return self.strategy if self.lr is None else f"{self.strategy}@{self.lr:g}"
 
     def reason(self) -> str:
-        ranked = sorted(self.scores.items(), key=lambda kv: kv[1])
-        runner = f"; next {ranked[1][0]} {ranked[1][1]:,.0f}" if len(ranked) > 1 else ""
-        return (f"{self.folds}-fold grouped CV on the training rows: {self.label} had the lowest "
-                f"mean MAE {ranked[0][1]:,.0f}{runner}")
+        best = self.scores[self.lowest]
+        if self.lowest == self.label:
+            return (f"{self.folds}-fold grouped CV on the training rows: {self.label} had the lowest "
+                    f"mean MAE {best:,.0f}")
+        return (f"{self.folds}-fold grouped CV on the training rows: {self.lowest} had the lowest mean MAE "
+                f"{best:,.0f}; the simpler {self.label} ({self.scores[self.label]:,.0f}) is within one "
+                f"standard error ({self.tolerance:,.0f}) of it")
 
 
 def grouped_folds(groups: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
@@ -105,6 +115,8 @@ def choose_strategy(
             pred, _ = predict_frame(model, prep, frame.iloc[val_idx])
             errors[(strategy, lr)].append(float(np.abs(pred - y[val_idx]).mean()))
     scores = {c: float(np.mean(e)) for c, e in errors.items()}
-    best = min(scores, key=scores.get)
+    lowest = min(scores, key=scores.get)
+    se = float(np.std(errors[lowest], ddof=1) / np.sqrt(k))
+    chosen = next(c for c in candidates if scores[c] <= scores[lowest] + se)
     label = {c: (c[0] if c[1] is None else f"{c[0]}@{c[1]:g}") for c in candidates}
-    return AutoChoice(best[0], best[1], {label[c]: s for c, s in scores.items()}, k)
+    return AutoChoice(chosen[0], chosen[1], {label[c]: s for c, s in scores.items()}, k, label[lowest], se)

@@ -25,6 +25,7 @@ from ..recenter import recenter_output_
 from ..strategies import parse_strategy
 from ..train import FitResult, fit
 from ..weights import LoadReport, load_checkpoint, load_pretrained, read_state, save_checkpoint
+from .auto import RECENTERED, AutoChoice, choose_strategy
 from .data import read_table, target_values
 from .encoding import AlignmentReport, Preprocessing, extend_vocabulary, fit_preprocessing
 from .filters import apply_filters
@@ -64,6 +65,8 @@ class RunSummary:
     alignment: AlignmentReport | None = None
     load_report: LoadReport | None = None
     unknown: dict[str, int] = field(default_factory=dict)
+    auto: AutoChoice | None = None
+    lr: float | None = None
 
 
 def _split(frame: pd.DataFrame, prep: Preprocessing, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
@@ -123,6 +126,8 @@ def train_split(
     X, unknown = _tensors(prep, frame, train_idx)
     Xv, _ = _tensors(prep, frame, val_idx)
     z, zv = prep.encode_target(y[train_idx]), prep.encode_target(y[val_idx])
+    if strategy == RECENTERED:  # auto's "no gradient step" answer
+        return FitResult(RECENTERED), float(recenter_output_(model, X, z).item()), unknown
     shift = None
     if recenter and not parse_strategy(strategy).reinit:
         shift = float(recenter_output_(model, X, z).item())
@@ -189,7 +194,8 @@ def _train_and_save(
     path = None
     if out is not None:
         path = save_checkpoint(out, model, config, history=result.history, overwrite=overwrite)
-    return RunSummary(model, prep, path, len(train_idx), len(val_idx), metrics, result, rows.dropped, unknown=unknown)
+    return RunSummary(model, prep, path, len(train_idx), len(val_idx), metrics, result, rows.dropped, unknown=unknown,
+                      lr=lr)
 
 
 def _check_out(out: str | os.PathLike[str] | None, overwrite: bool) -> None:
@@ -285,7 +291,8 @@ def finetune(
     ``recenter`` first shifts the output to the target rows' level (``recenter.py``).
     """
     _check_out(out, overwrite)
-    plan = parse_strategy(strategy)
+    if strategy != "auto":
+        parse_strategy(strategy)
     source_path = Path(source)
     if source_path.is_dir():
         model, prep, parent = load_model(source_path)
@@ -293,6 +300,11 @@ def finetune(
         if target != prep.target:
             raise ConfigError(f"the source model predicts '{prep.target}', not '{target}'")
         selected = select_rows(data, rows, target, strict=strict)
+        auto = None
+        if strategy == "auto":
+            auto = choose_strategy(model, prep, selected.frame, selected.y, seed=seed, epochs=epochs,
+                                   patience=patience, batch_size=batch_size)
+            strategy, lr = auto.strategy, auto.lr if auto.lr is not None else lr
         model, prep, alignment = transfer_model(model, prep, selected.frame, new_categories)
         report = None
         parent_sha = parent["weights"]["sha256"]
@@ -300,6 +312,9 @@ def finetune(
         _, _, parent_sha = read_state(source_path)  # says what it looked for; refuses unsafe files
         if target is None:
             raise ConfigError("a foreign weights file carries no target: pass --target COL")
+        if strategy == "auto":
+            raise ConfigError("--strategy auto needs a warmstart checkpoint directory as --from")
+        auto = None
         selected = select_rows(data, rows, target, strict=strict)
         prep = fit_preprocessing(selected.frame, target, selected.y)
         alignment = None
@@ -310,12 +325,15 @@ def finetune(
     config = {
         "training": {"command": "finetune", "data": str(data) if not isinstance(data, pd.DataFrame) else "DataFrame",
                      "rows": list(rows), "new_categories": new_categories, "recenter": recenter},
-        "lineage": {"parent": parent_sha, "parent_path": str(source), "strategy": plan.name},
+        "lineage": {"parent": parent_sha, "parent_path": str(source),
+                    "strategy": f"auto:{auto.label}" if auto else parse_strategy(strategy).name},
     }
+    if auto is not None:
+        config["training"]["auto"] = {"chose": auto.label, "why": auto.reason(), "cv_mae": auto.scores}
     summary = _train_and_save(model, prep, selected, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
                               seed=seed, val_fraction=val_fraction, patience=patience, out=out, overwrite=overwrite,
                               config=config, on_epoch=on_epoch, recenter=recenter)
-    summary.alignment, summary.load_report = alignment, report
+    summary.alignment, summary.load_report, summary.auto = alignment, report, auto
     return summary
 
 
