@@ -42,6 +42,26 @@ class FitResult:
         return {k: v for k, v in self.__dict__.items() if k != "history"}
 
 
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly where it stopped (end of an epoch).
+
+    ``fit(..., on_state=...)`` hands one out after every epoch; ``fit(..., resume=state)``
+    with the same data and arguments continues bit for bit (same seed, CPU).
+    """
+
+    epoch: int
+    phase: int  # index of the phase in progress
+    phase_epochs: int  # epochs done in that phase
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    generator: torch.Tensor
+    best: tuple[float, int | None, dict[str, torch.Tensor] | None]
+    stale: int
+    history: list[dict[str, Any]]
+    anchor: dict[str, torch.Tensor] | None  # L2-SP reference, fixed at the run's start
+
+
 def _as_tuple(x: Inputs) -> tuple[torch.Tensor, ...]:
     return (x,) if isinstance(x, torch.Tensor) else tuple(x)
 
@@ -132,6 +152,8 @@ def fit(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     reference: Mapping[str, torch.Tensor] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
+    resume: TrainState | None = None,
 ) -> FitResult:
     """Train ``model`` on ``(X, y)`` with a named strategy; return the history.
 
@@ -139,15 +161,17 @@ def fit(
     each phase stops after ``patience`` epochs without a better validation loss and the
     best weights are restored. Without validation data every phase runs its full budget.
     L2-SP anchors at ``reference`` (default: the weights ``fit`` starts from).
+    ``on_state`` receives a ``TrainState`` after each epoch; ``resume`` continues from one.
     """
     with threads_for(model):
         return _fit(model, X, y, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size, val=val,
                     val_fraction=val_fraction, patience=patience, seed=seed, weight_decay=weight_decay,
-                    optimizer=optimizer, loss_fn=loss_fn, reference=reference, on_epoch=on_epoch)
+                    optimizer=optimizer, loss_fn=loss_fn, reference=reference, on_epoch=on_epoch,
+                    on_state=on_state, resume=resume)
 
 
 def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, patience, seed, weight_decay,
-         optimizer, loss_fn, reference, on_epoch) -> FitResult:
+         optimizer, loss_fn, reference, on_epoch, on_state, resume) -> FitResult:
     plan = parse_strategy(strategy) if isinstance(strategy, str) else strategy
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise ConfigError("epochs, batch_size and patience must be at least 1")
@@ -165,13 +189,15 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
     else:
         Xv = yv = None
 
-    if plan.reinit:
+    if plan.reinit and resume is None:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             init_(model, "default")
-    penalty = None
+    penalty = anchor = None
     if plan.l2sp_alpha is not None:
-        anchor = reference if reference is not None else {k: v.detach().clone() for k, v in model.state_dict().items()}
+        anchor = resume.anchor if resume is not None else (
+            dict(reference) if reference is not None
+            else {k: v.detach().clone() for k, v in model.state_dict().items()})
         penalty = L2SP(model, anchor, plan.l2sp_alpha, plan.l2sp_beta)
 
     result = FitResult(plan.name)
@@ -179,7 +205,13 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
     in_optimizer: set[str] = set()
     epoch = 0
     n = yt.shape[0]
-    for phase in plan.phases:
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        gen.set_state(resume.generator)
+        epoch, result.history = resume.epoch, copy.deepcopy(resume.history)
+    for phase_index, phase in enumerate(plan.phases):
+        # Every phase up to the resumed one is re-applied so the optimizer's groups are
+        # rebuilt in the same order before its state is loaded.
         trainable = apply_phase_(model, phase)
         new = [name for name in trainable if name not in in_optimizer]
         groups = param_groups(model, lr, lr_decay=plan.lr_decay, weight_decay=weight_decay, only=new)
@@ -189,10 +221,20 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
             add_param_groups_(opt, groups)
         in_optimizer |= set(new)
         budget = min(phase.max_epochs or epochs, epochs - epoch) if len(plan.phases) > 1 else epochs
-        best = (math.inf, None, None)  # (val loss, epoch, state)
-        stale = 0
-        for _ in range(budget):
+        best: tuple[float, int | None, dict | None] = (math.inf, None, None)  # (val loss, epoch, state)
+        stale = done = 0
+        if resume is not None:
+            if phase_index < resume.phase:
+                continue
+            if phase_index == resume.phase:
+                opt.load_state_dict(resume.optimizer)
+                best, stale, done = copy.deepcopy(resume.best), resume.stale, resume.phase_epochs
+                budget = (min(phase.max_epochs or epochs, epochs - epoch + done)
+                          if len(plan.phases) > 1 else epochs)
+        stopped = stale >= patience and Xv is not None
+        for _ in range(budget - done if not stopped else 0):
             epoch += 1
+            done += 1
             started = time.perf_counter()
             last_good = copy.deepcopy(model.state_dict())
             train_mode_(model)
@@ -229,18 +271,21 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
                 row[f"lr_{g.get('name', 'group')}"] = g["lr"]
             row["seconds"] = round(time.perf_counter() - started, 4)
             result.history.append(row)
+            if Xv is not None:
+                if row["val_loss"] < best[0]:
+                    best = (row["val_loss"], epoch, copy.deepcopy(model.state_dict()))
+                    stale = 0
+                else:
+                    stale += 1
+            if on_state is not None:
+                on_state(TrainState(epoch, phase_index, done, copy.deepcopy(model.state_dict()),
+                                    copy.deepcopy(opt.state_dict()), gen.get_state(), copy.deepcopy(best), stale,
+                                    copy.deepcopy(result.history), anchor))
             if on_epoch is not None:
                 on_epoch(row)
-            if Xv is None:
-                continue
-            if row["val_loss"] < best[0]:
-                best = (row["val_loss"], epoch, copy.deepcopy(model.state_dict()))
-                stale = 0
-            else:
-                stale += 1
-                if stale >= patience:
-                    result.stopped_early = True
-                    break
+            if Xv is not None and stale >= patience:
+                result.stopped_early = True
+                break
         if best[2] is not None:
             model.load_state_dict(best[2])
             result.best_epoch, result.best_val_loss = best[1], best[0]

@@ -47,6 +47,8 @@ FORMAT = "warmstart/1"
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 HISTORY = "history.csv"
+# Present while a save is in progress: a directory holding it is never read as a checkpoint.
+INCOMPLETE = ".incomplete"
 # Top-level config.json fields and their JSON types; anything else is rejected.
 CONFIG_FIELDS: dict[str, type | tuple[type, ...]] = {
     "format": str,
@@ -126,14 +128,20 @@ def write_directory_atomically(target: Path, files: Mapping[str, bytes], *, over
     if target.exists() and not target.is_dir():
         raise CheckpointError(f"'{target}' exists and is not a directory; choose another --out")
     parent = target.parent
+    # A save killed mid-way leaves its hidden temporary directory behind; the next save of
+    # the same target removes it (two processes must not save to one target at once).
+    for stale in [*parent.glob(f".{target.name}.partial-*"), *parent.glob(f".{target.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=parent))
     except OSError as exc:
         raise CheckpointError(f"cannot write a checkpoint in '{parent}': {exc.strerror or exc}") from None
     try:
+        _write_file(tmp / INCOMPLETE, b"")
         for name, data in files.items():
             _write_file(tmp / name, data)
+        (tmp / INCOMPLETE).unlink()
         _fsync_dir(tmp)
         if not target.exists():
             os.rename(tmp, target)
@@ -234,6 +242,10 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     if not Path(directory).is_dir():
         raise CheckpointError(f"checkpoint directory '{directory}' does not exist")
+    if (Path(directory) / INCOMPLETE).exists():
+        raise CorruptCheckpointError(
+            f"'{directory}' is an unfinished save left by an interrupted write, not a checkpoint"
+        )
     if not path.is_file():
         raise CorruptCheckpointError(
             f"'{directory}' is not a warmstart checkpoint: it has no {CONFIG}"
