@@ -218,3 +218,13 @@ def test_convert_names_a_malicious_payload_before_anything_runs(tmp_path):
     r = run("convert", tmp_path / "evil.pt", "--out", tmp_path / "w.safetensors", ok=False)
     assert "posix.system" in r.text or "os.system" in r.text
     assert not marker.exists()
+
+
+def test_evaluate_says_how_many_rows_the_model_already_saw(runs, survey_csv):
+    from warmstart.tabular.workflow import evaluate
+
+    root, _ = runs
+    assert evaluate(root / "eu", survey_csv, ["company_location=@europe"])["seen"] == 447
+    assert evaluate(root / "eu", survey_csv, ["company_location=US"])["seen"] == 0
+    out = run("evaluate", root / "eu", survey_csv, "--rows", EUROPE).text
+    assert "447 of these 447 rows" in out and "optimistic" in out

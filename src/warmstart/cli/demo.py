@@ -24,8 +24,8 @@ TARGET = "salary_in_usd"
               help="Where to write the checkpoints (default: a new temporary directory).")
 @click.option("--seed", default=0, show_default=True, type=int)
 def command(out: Path | None, seed: int) -> None:
-    """Pretrain on the survey's US rows, fine-tune on Europe (freeze:1 and scratch), and
-    compare both with the Europe median on held-out Europe rows."""
+    """Pretrain on the survey's US rows, fine-tune on Europe several ways, and compare
+    them with the Europe median on held-out Europe rows."""
     out = out or Path(tempfile.mkdtemp(prefix="warmstart-demo-"))
     df = read_table("salaries")
     europe = apply_filters(df, ["company_location=@europe"])
@@ -40,12 +40,20 @@ def command(out: Path | None, seed: int) -> None:
                       overwrite=True, on_epoch=on_epoch)
     console.print(f"1. pretrained on {us.rows_train:,} US rows (best epoch {us.fit.best_epoch}) -> {us.path}")
     results = {}
-    for strategy, lr in (("freeze:1", 1e-3), ("scratch", 1e-3)):
-        with epoch_progress(f"fine-tuning {strategy}", 200) as on_epoch:
-            run = finetune(pool, source=out / "us", strategy=strategy, lr=lr, out=out / strategy.replace(":", "-"),
-                           seed=seed, overwrite=True, on_epoch=on_epoch)
-        results[f"{strategy} (lr {lr:g})"] = evaluate(run.path, test)
-        console.print(f"2. {strategy}: best epoch {run.fit.best_epoch} -> {run.path}")
+    runs = (
+        # The textbook recipe: smaller lr, fixed epochs, no re-centring, no early stopping.
+        ("naive: full, lr 1e-4, 50 epochs", "full", 1e-4, dict(recenter=False, epochs=50, patience=50)),
+        ("freeze:1, lr 1e-3, early-stopped", "freeze:1", 1e-3, {}),
+        ("probe, lr 1e-3, early-stopped", "probe", 1e-3, {}),
+        ("scratch, lr 1e-3, early-stopped", "scratch", 1e-3, {}),
+    )
+    for label, strategy, lr, extra in runs:
+        name = "naive" if label.startswith("naive") else strategy.replace(":", "-")
+        with epoch_progress(f"fine-tuning {label}", extra.get("epochs", 200)) as on_epoch:
+            run = finetune(pool, source=out / "us", strategy=strategy, lr=lr, out=out / name, seed=seed,
+                           overwrite=True, on_epoch=on_epoch, **extra)
+        results[label] = evaluate(run.path, test)
+        console.print(f"2. {label}: {run.fit.epochs_run} epochs -> {run.path}")
         if strategy == "freeze:1":
             console.print("   new categories got fresh embedding rows: "
                           + ", ".join(f"{c} {n} rows" for c, n in run.alignment.new_rows.items() if n))

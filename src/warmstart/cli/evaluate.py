@@ -28,6 +28,10 @@ def command(checkpoint, data, rows, as_json) -> None:
         click.echo(json.dumps({k: m[k] for k in ("mae", "rmse", "r2", "rows")}))
         return
     console.print(metrics_table(f"{checkpoint} on {data}", {"model": m}))
+    if m["seen"]:
+        console.print(f"[bold]note:[/bold] {m['seen']:,} of these {m['rows']:,} rows (or identical ones) were used to "
+                      "train or early-stop this model, so these errors are optimistic; score held-out rows, "
+                      "or run `warmstart study` for an honest comparison")
     if m["dropped"]:
         console.print(f"{m['dropped']} rows without a usable target were left out")
     for col, n in m["unknown"].items():

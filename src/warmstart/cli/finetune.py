@@ -55,7 +55,7 @@ def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience,
         console.print(str(summary.load_report))
     if summary.alignment is not None:
         console.print("categories of the target vs the source (new ones get fresh embedding rows):")
-        console.print(str(summary.alignment))
+        console.print(str(summary.alignment), soft_wrap=True, markup=False)
     note = describe_dropped(summary.dropped, target or "target")
     if note:
         console.print(note)

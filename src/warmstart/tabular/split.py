@@ -40,3 +40,15 @@ def grouped_split(groups: np.ndarray, fractions: Sequence[float], seed: int) -> 
     bounds = np.maximum.accumulate(np.maximum(bounds, np.arange(1, len(fractions) + 1)))
     parts = np.split(order, bounds)
     return [np.flatnonzero(np.isin(groups, part)) for part in parts]
+
+
+def row_fingerprints(df: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """A stable 16-hex fingerprint per row of ``columns`` (sha256 of the trimmed values).
+
+    Stored in a checkpoint for the rows it trained and early-stopped on, so a later
+    evaluation can say how many of its rows the model has already seen.
+    """
+    import hashlib
+
+    text = df[list(columns)].astype(str).apply(lambda s: s.str.strip()).agg("\x1f".join, axis=1)
+    return np.array([hashlib.sha256(t.encode()).hexdigest()[:16] for t in text])

@@ -30,7 +30,7 @@ from .data import read_table, target_values
 from .encoding import AlignmentReport, Preprocessing, extend_vocabulary, fit_preprocessing
 from .filters import apply_filters
 from .model import TabularMLP
-from .split import group_ids, grouped_split
+from .split import group_ids, grouped_split, row_fingerprints
 
 OnEpoch = Callable[[dict[str, Any]], None]
 
@@ -80,6 +80,8 @@ def _split(frame: pd.DataFrame, prep: Preprocessing, val_fraction: float, seed: 
         "train_rows": int(len(train_idx)),
         "val_rows": int(len(val_idx)),
         "val_rows_sha256": hashlib.sha256(np.sort(val_idx).astype(np.int64).tobytes()).hexdigest(),
+        # Feature-row fingerprints of every row used for training or early stopping.
+        "seen_rows": sorted(set(row_fingerprints(frame, prep.columns))),
     }
     return train_idx, val_idx, record
 
@@ -339,12 +341,14 @@ def finetune(
 
 def evaluate(checkpoint: str | os.PathLike[str], data: str | Path | pd.DataFrame, rows: Sequence[str] = ()) -> dict[str, Any]:
     """MAE, RMSE and R^2 (original units) of a checkpoint on the selected rows."""
-    model, prep, _ = load_model(checkpoint)
+    model, prep, config = load_model(checkpoint)
     selected = select_rows(data, rows, prep.target)
     pred, unknown = predict_frame(model, prep, selected.frame)
     metrics = regression_metrics(selected.y, pred)
     metrics["dropped"] = sum(selected.dropped.values())
     metrics["unknown"] = unknown
+    seen = set((config.get("split") or {}).get("seen_rows", []))
+    metrics["seen"] = int(np.isin(row_fingerprints(selected.frame, prep.columns), list(seen)).sum()) if seen else 0
     return metrics
 
 
