@@ -5,7 +5,7 @@ freezes the first two blocks (see ``names.blocks``). Two things ``requires_grad=
 alone does not do, and this module does:
 
 * BatchNorm running statistics still move in ``train()`` mode. A BatchNorm layer whose
-  parameters are all frozen is put back in ``eval()`` mode by ``train_mode_``.
+  parameters are all frozen is put back in evaluation mode by ``train_mode_``.
 * Freezing part of a tensor (the embedding rows of known categories, while rows added for
   new categories learn): ``freeze_rows_`` masks those rows' gradients and
   ``restore_frozen_rows_`` puts their exact values back after each optimizer step, so
@@ -76,7 +76,7 @@ def train_mode_(model: nn.Module) -> nn.Module:
     """``model.train()``, except frozen BatchNorm layers stay in eval mode (stats fixed)."""
     model.train()
     for bn in frozen_batchnorms(model):
-        bn.eval()
+        bn.train(False)
     return model
 
 

@@ -175,7 +175,7 @@ def trace_activations(model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]
                 outputs.setdefault(name, out.detach())
         handles.append(module.register_forward_hook(hook))
     was_training = model.training
-    model.eval()
+    model.train(False)
     try:
         forward(model, batch)
     finally:

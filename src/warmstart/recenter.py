@@ -31,7 +31,7 @@ def output_layer(model: nn.Module) -> nn.Module:
 def recenter_output_(model: nn.Module, X: Batch, y: torch.Tensor) -> torch.Tensor:
     """Add ``mean(y - f(X))`` to the output bias; return the shift (one value per output)."""
     was = model.training
-    model.eval()
+    model.train(False)
     shift = (y - forward(model, X)).mean(0)
     model.train(was)
     output_layer(model).bias.add_(shift.to(output_layer(model).bias.dtype))

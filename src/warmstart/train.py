@@ -93,7 +93,7 @@ def evaluate_loss(model: nn.Module, X: Inputs, y: torch.Tensor, loss_fn: Callabl
     """Mean loss over all rows, in eval mode, in chunks."""
     X = _as_tuple(X)
     was = model.training
-    model.eval()
+    model.train(False)
     total = 0.0
     for start in range(0, y.shape[0], chunk):
         sl = slice(start, start + chunk)

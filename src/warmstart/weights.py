@@ -20,6 +20,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,9 @@ WEIGHTS = "model.safetensors"
 HISTORY = "history.csv"
 # Present while a save is in progress: a directory holding it is never read as a checkpoint.
 INCOMPLETE = ".incomplete"
+# Names of the hidden directories a save works in (".NAME.partial-XXXX", ".NAME.old-XXXX"):
+# never read as a checkpoint, even when complete, since they are not where it was saved.
+TEMPORARY_NAME = re.compile(r"^\..+\.(partial|old)-\w+$")
 # Top-level config.json fields and their JSON types; anything else is rejected.
 CONFIG_FIELDS: dict[str, type | tuple[type, ...]] = {
     "format": str,
@@ -242,7 +246,7 @@ def read_config(directory: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     if not Path(directory).is_dir():
         raise CheckpointError(f"checkpoint directory '{directory}' does not exist")
-    if (Path(directory) / INCOMPLETE).exists():
+    if (Path(directory) / INCOMPLETE).exists() or TEMPORARY_NAME.match(Path(directory).name):
         raise CorruptCheckpointError(
             f"'{directory}' is an unfinished save left by an interrupted write, not a checkpoint"
         )

@@ -61,7 +61,7 @@ def median(ctx: Context) -> np.ndarray:
 @torch.no_grad()
 def _predict(model: TabularMLP, prep: Preprocessing, frame: pd.DataFrame) -> np.ndarray:
     cat, num, _ = prep.encode(frame)
-    model.eval()
+    model.train(False)
     return prep.decode_target(model(cat, num))
 
 

@@ -144,7 +144,7 @@ def train_split(
 def predict_frame(model: TabularMLP, prep: Preprocessing, frame: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
     """Predictions on the original scale for every row of ``frame`` (and unknown counts)."""
     cat, num, unknown = prep.encode(frame)
-    model.eval()
+    model.train(False)
     z = torch.cat([model(cat[i : i + 65536], num[i : i + 65536]) for i in range(0, len(frame), 65536)])
     pred = prep.decode_target(z)
     if not np.isfinite(pred).all():
