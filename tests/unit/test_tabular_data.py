@@ -153,3 +153,9 @@ def test_synthetic_rows_have_the_survey_columns_and_are_seeded():
     assert us > 1.5 * y[a["company_location"].isin(GROUPS["europe"])].median()
     ex, en = y[a["experience_level"] == "EX"].median(), y[a["experience_level"] == "EN"].median()
     assert ex > en
+
+
+def test_numeric_values_too_large_to_standardize_are_an_error():
+    df = pd.DataFrame({"n": ["1e308", "-1e308", "1e308"], "y": ["1", "2", "3"]})
+    with pytest.raises(DataError, match="'n' has values too large"):
+        fit_preprocessing(df, "y", np.array([1.0, 2.0, 3.0]))

@@ -144,8 +144,14 @@ def fit_preprocessing(
         text = df[col].astype(str).str.strip()
         x = parse_numeric(text, col)
         if col not in categorical and np.isfinite(x).all():
-            std = float(x.std())
-            nums[col] = [float(x.mean()), std if std > 0 else 1.0]
+            with np.errstate(over="ignore"):
+                mean, std = float(x.mean()), float(x.std())
+            if not (np.isfinite(mean) and np.isfinite(std)):
+                raise DataError(
+                    f"numeric column '{col}' has values too large to standardize (up to {np.abs(x).max():g}); "
+                    "fix them, or --ignore the column"
+                )
+            nums[col] = [mean, std if std > 0 else 1.0]
         else:
             counts = text.value_counts()
             kept = sorted(counts[counts >= min_count].index)
