@@ -11,10 +11,14 @@ Per seed (DESIGN.md, "Honest evaluation"):
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -166,9 +170,14 @@ def run_study(
     patience: int = 20,
     auto_folds: int = 5,
     dedupe: bool = True,
+    workers: int | None = None,
     on_fit: OnFit | None = None,
 ) -> StudyResult:
-    """Run the whole study; return the long results table (one row per seed x size x method)."""
+    """Run the whole study; return the long results table (one row per seed x size x method).
+
+    ``workers`` processes run seeds side by side (default: one per core); results do not
+    depend on it.
+    """
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     if not 0 < test_fraction < 0.9:
@@ -182,8 +191,19 @@ def run_study(
     study = load_study_data(settings)
     started = time.perf_counter()
     total = _count_fits(settings, len(settings.sizes))
+    workers = max(1, min(workers if workers is not None else (os.cpu_count() or 1), seeds))
+    runner = _run_parallel if workers > 1 else _run_sequential
+    per_seed = runner(settings, study, total, on_fit, workers)
+    rows = [row for seed_rows, _ in per_seed for row in seed_rows]
+    return StudyResult(settings, pd.DataFrame(rows), study.notes, per_seed[0][1], time.perf_counter() - started)
+
+
+SeedResult = tuple[list[dict[str, Any]], str]  # (result rows, alignment report text)
+
+
+def _run_sequential(settings: StudySettings, study: StudyData, total: int, on_fit: OnFit | None,
+                    workers: int) -> list[SeedResult]:
     done = 0
-    rows: list[dict[str, Any]] = []
 
     def tick(label: str) -> None:
         nonlocal done
@@ -191,38 +211,72 @@ def run_study(
         if on_fit is not None:
             on_fit(done, total, label)
 
-    alignment = ""
-    for seed in range(seeds):
-        src = pretrain(study.source, target=target, out=None, seed=seed, epochs=epochs, patience=patience)
-        tick(f"seed {seed}: source model")
-        test_idx, pool_order = split_target(study.target, src.prep.columns, test_fraction, seed)
-        test = study.target.iloc[test_idx].reset_index(drop=True)
-        y_test = study.y_target[test_idx]
-        if seed == 0:
-            alignment = str(align(src.prep, study.target))
-        seen_sizes: set[int] = set()
-        for size in settings.sizes:
-            n = len(pool_order) if size == "all" else min(int(size), len(pool_order))
-            if n in seen_sizes:
+    return [run_seed(settings, study, seed, tick) for seed in range(settings.seeds)]
+
+
+def _run_parallel(settings: StudySettings, study: StudyData, total: int, on_fit: OnFit | None,
+                  workers: int) -> list[SeedResult]:
+    """One seed per task over ``workers`` processes. Each seed is independent and seeded,
+    so the results are the same as a sequential run's (only ``seconds`` differ)."""
+    ctx = multiprocessing.get_context("spawn")  # fork after torch starts threads can hang
+    with ctx.Manager() as manager, ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        queue = manager.Queue()
+        futures = [pool.submit(_seed_task, settings, study, seed, queue) for seed in range(settings.seeds)]
+        done = 0
+        while not all(f.done() for f in futures) or not queue.empty():
+            try:
+                label = queue.get(timeout=0.2)
+            except Empty:
                 continue
-            seen_sizes.add(n)
-            take = pool_order[:n]  # nested: every smaller subset is a prefix of this one
-            train = study.target.iloc[take].reset_index(drop=True)
-            y_train = study.y_target[take]
-            ctx = bl.Context(train, y_train, test, study.source, study.y_source, src.model, src.prep, seed,
-                             lambda pooled, y, t, seed=seed: _pooled_mlp(pooled, y, t, target, seed, epochs, patience))
-            for name in settings.baselines:
-                t0 = time.perf_counter()
-                pred = bl.BASELINES[name](ctx)
-                rows.append(_row(seed, size, n, name, "baseline", y_test, pred, time.perf_counter() - t0, ""))
-                tick(f"seed {seed}, {n} rows: {name}")
-            for spec in settings.strategies:
-                t0 = time.perf_counter()
-                pred, detail = _strategy(spec, src, train, y_train, test, settings, seed,
-                                         lambda label, s=seed, k=n: tick(f"seed {s}, {k} rows: auto {label}"))
-                rows.append(_row(seed, size, n, spec, "strategy", y_test, pred, time.perf_counter() - t0, detail))
-                tick(f"seed {seed}, {n} rows: {spec}")
-    return StudyResult(settings, pd.DataFrame(rows), study.notes, alignment, time.perf_counter() - started)
+            done += 1
+            if on_fit is not None:
+                on_fit(done, total, label)
+        return [f.result() for f in futures]
+
+
+def _seed_task(settings: StudySettings, study: StudyData, seed: int, queue: Any) -> SeedResult:
+    # The workers already use every core between them: one thread each for torch and for
+    # the BLAS/OpenMP pools behind numpy and scikit-learn.
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        return run_seed(settings, study, seed, queue.put)
+
+
+def run_seed(settings: StudySettings, study: StudyData, seed: int, tick: Callable[[str], None]) -> SeedResult:
+    """Everything for one seed: the source model, the target split, every method and size."""
+    target, epochs, patience = settings.target, settings.epochs, settings.patience
+    rows: list[dict[str, Any]] = []
+    src = pretrain(study.source, target=target, out=None, seed=seed, epochs=epochs, patience=patience)
+    tick(f"seed {seed}: source model")
+    test_idx, pool_order = split_target(study.target, src.prep.columns, settings.test_fraction, seed)
+    test = study.target.iloc[test_idx].reset_index(drop=True)
+    y_test = study.y_target[test_idx]
+    seen_sizes: set[int] = set()
+    for size in settings.sizes:
+        n = len(pool_order) if size == "all" else min(int(size), len(pool_order))
+        if n in seen_sizes:
+            continue
+        seen_sizes.add(n)
+        take = pool_order[:n]  # nested: every smaller subset is a prefix of this one
+        train = study.target.iloc[take].reset_index(drop=True)
+        y_train = study.y_target[take]
+        ctx = bl.Context(train, y_train, test, study.source, study.y_source, src.model, src.prep, seed,
+                         lambda pooled, y, t: _pooled_mlp(pooled, y, t, target, seed, epochs, patience))
+        for name in settings.baselines:
+            t0 = time.perf_counter()
+            pred = bl.BASELINES[name](ctx)
+            rows.append(_row(seed, size, n, name, "baseline", y_test, pred, time.perf_counter() - t0, ""))
+            tick(f"seed {seed}, {n} rows: {name}")
+        for spec in settings.strategies:
+            t0 = time.perf_counter()
+            pred, detail = _strategy(spec, src, train, y_train, test, settings, seed,
+                                     lambda label, k=n: tick(f"seed {seed}, {k} rows: auto {label}"))
+            rows.append(_row(seed, size, n, spec, "strategy", y_test, pred, time.perf_counter() - t0, detail))
+            tick(f"seed {seed}, {n} rows: {spec}")
+    return rows, str(align(src.prep, study.target))
 
 
 def _row(seed: int, subset: int | str, size: int, method: str, kind: str, y: np.ndarray, pred: np.ndarray,

@@ -55,11 +55,13 @@ def test_plots_render(study_dir):
         assert not is_blank(out / name), name
 
 
-def test_same_seed_gives_the_same_results(survey_csv):
-    kwargs = dict(SMALL, sizes="25", seeds=1, strategies=["scratch", "probe"], baselines=["median", "ridge", "recentered"])
-    a = run_study(survey_csv, **kwargs).results.drop(columns="seconds")
-    b = run_study(survey_csv, **kwargs).results.drop(columns="seconds")
+def test_same_seeds_give_the_same_results_in_one_process_or_two(survey_csv):
+    kwargs = dict(SMALL, sizes="25", seeds=2, strategies=["scratch", "probe"], baselines=["median", "ridge", "recentered"])
+    a = run_study(survey_csv, workers=1, **kwargs).results.drop(columns="seconds")
+    b = run_study(survey_csv, workers=2, **kwargs).results.drop(columns="seconds")
+    c = run_study(survey_csv, workers=1, **kwargs).results.drop(columns="seconds")
     pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(a, c)
 
 
 def test_target_split_never_puts_identical_rows_on_both_sides(survey_csv):
