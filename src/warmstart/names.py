@@ -48,17 +48,16 @@ def blocks(model: nn.Module) -> list[tuple[str, ...]]:
     declared = getattr(model, "warmstart_blocks", None)
     if callable(declared):
         return [tuple(b) for b in declared()]
+    container = (nn.Sequential, nn.ModuleList)
     order: list[str] = []
     for name, _ in model.named_parameters():
         parts = name.split(".")
-        if len(parts) == 1:
-            prefix = name
+        child = model.get_submodule(parts[0]) if len(parts) > 1 else None
+        # Split a container child into its elements, unless the model itself is the container.
+        if isinstance(child, container) and len(parts) > 2 and not isinstance(model, container):
+            prefix = ".".join(parts[:2])
         else:
-            child = model.get_submodule(parts[0])
-            split = isinstance(child, (nn.Sequential, nn.ModuleList)) or model is child
-            prefix = ".".join(parts[:2]) if split and len(parts) > 2 else parts[0]
-            if isinstance(model, (nn.Sequential, nn.ModuleList)):
-                prefix = parts[0]
+            prefix = parts[0]
         if prefix not in order:
             order.append(prefix)
     return [(p,) for p in order]

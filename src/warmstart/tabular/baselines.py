@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
@@ -20,7 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from ..errors import ConfigError, did_you_mean
-from ..recenter import recenter_output_
+from .auto import recentered_model
 from .encoding import Preprocessing
 from .model import TabularMLP
 
@@ -58,11 +57,10 @@ def median(ctx: Context) -> np.ndarray:
     return np.full(len(ctx.test), float(np.exp(np.log(ctx.y).mean())))
 
 
-@torch.no_grad()
 def _predict(model: TabularMLP, prep: Preprocessing, frame: pd.DataFrame) -> np.ndarray:
-    cat, num, _ = prep.encode(frame)
-    model.train(False)
-    return prep.decode_target(model(cat, num))
+    from .workflow import predict_frame
+
+    return predict_frame(model, prep, frame)[0]
 
 
 def source(ctx: Context) -> np.ndarray:
@@ -73,11 +71,7 @@ def source(ctx: Context) -> np.ndarray:
 def recentered(ctx: Context) -> np.ndarray:
     """The source model with the target's categories added (mean rows) and its output
     shifted by the mean residual on the training rows: no gradient step at all."""
-    from .workflow import transfer_model
-
-    model, prep, _ = transfer_model(ctx.source_model, ctx.source_prep, ctx.train)
-    cat, num, _ = prep.encode(ctx.train)
-    recenter_output_(model, (cat, num), prep.encode_target(ctx.y))
+    model, prep = recentered_model(ctx.source_model, ctx.source_prep, ctx.train, ctx.y, np.arange(len(ctx.train)))
     return _predict(model, prep, ctx.test)
 
 
