@@ -19,6 +19,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from .device import resolve_device
 from .errors import ConfigError, DataError, TrainingDivergedError
 from .freeze import restore_frozen_rows_, train_mode_
 from .init import activation_problem, init_, trace_activations
@@ -154,6 +155,7 @@ def fit(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_state: Callable[[TrainState], None] | None = None,
     resume: TrainState | None = None,
+    device: str | torch.device | None = None,
 ) -> FitResult:
     """Train ``model`` on ``(X, y)`` with a named strategy; return the history.
 
@@ -162,16 +164,18 @@ def fit(
     best weights are restored. Without validation data every phase runs its full budget.
     L2-SP anchors at ``reference`` (default: the weights ``fit`` starts from).
     ``on_state`` receives a ``TrainState`` after each epoch; ``resume`` continues from one.
+    ``device`` (``cpu``, ``cuda``, ``auto``; default: where the model is) receives the model
+    and the tensors once; batches are index slices there.
     """
     with threads_for(model):
         return _fit(model, X, y, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size, val=val,
                     val_fraction=val_fraction, patience=patience, seed=seed, weight_decay=weight_decay,
                     optimizer=optimizer, loss_fn=loss_fn, reference=reference, on_epoch=on_epoch,
-                    on_state=on_state, resume=resume)
+                    on_state=on_state, resume=resume, device=resolve_device(device, model))
 
 
 def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, patience, seed, weight_decay,
-         optimizer, loss_fn, reference, on_epoch, on_state, resume) -> FitResult:
+         optimizer, loss_fn, reference, on_epoch, on_state, resume, device) -> FitResult:
     plan = parse_strategy(strategy) if isinstance(strategy, str) else strategy
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise ConfigError("epochs, batch_size and patience must be at least 1")
@@ -188,6 +192,10 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
         _check(Xv, yv, "validation")
     else:
         Xv = yv = None
+    model.to(device)
+    Xt, yt = tuple(t.to(device) for t in Xt), yt.to(device)
+    if Xv is not None:
+        Xv, yv = tuple(t.to(device) for t in Xv), yv.to(device)
 
     if plan.reinit and resume is None:
         with torch.random.fork_rng():
@@ -238,7 +246,7 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
             started = time.perf_counter()
             last_good = copy.deepcopy(model.state_dict())
             train_mode_(model)
-            perm = torch.randperm(n, generator=gen)
+            perm = torch.randperm(n, generator=gen).to(device)  # CPU generator: same order on any device
             losses = []
             for step, start in enumerate(range(0, n, batch_size), 1):
                 idx = perm[start : start + batch_size]

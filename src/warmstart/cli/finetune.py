@@ -33,9 +33,11 @@ from .output import console, describe_dropped, epoch_progress, metrics_table, pa
 @click.option("--target", default=None, help="Target column (needed only with a foreign weights file).")
 @click.option("--hidden", default="64,64", show_default=True, help="Body sizes (only with a foreign weights file).")
 @click.option("--strict", is_flag=True, help="Refuse unusable target values instead of dropping them.")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda, cuda:N or auto. Small tabular models train fastest on the CPU.")
 @click.option("--overwrite", is_flag=True)
 def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience, val_fraction, seed, new_categories,
-            recenter, target, hidden, strict, overwrite) -> None:
+            recenter, target, hidden, strict, device, overwrite) -> None:
     """Fine-tune the model in --from on the rows of DATA and save it to --out.
 
     Categories the source never saw (every Europe country for a US model) get new
@@ -50,7 +52,7 @@ def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience,
         summary = finetune(data, source=source, rows=rows, strategy=strategy, out=out, lr=lr, epochs=epochs,
                            batch_size=batch_size, seed=seed, val_fraction=val_fraction, patience=patience,
                            new_categories=new_categories, recenter=recenter, target=target, hidden=parse_sizes(hidden),
-                           strict=strict, overwrite=overwrite, on_epoch=on_epoch)
+                           strict=strict, overwrite=overwrite, device=device, on_epoch=on_epoch)
     if summary.load_report is not None:
         console.print(str(summary.load_report))
     if summary.alignment is not None:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..device import resolve_device
 from ..errors import CheckpointError, ConfigError, DataError
 from ..init import check_scheme, init_
 from ..metrics import regression_metrics
@@ -86,9 +87,10 @@ def _split(frame: pd.DataFrame, prep: Preprocessing, val_fraction: float, seed: 
     return train_idx, val_idx, record
 
 
-def _tensors(prep: Preprocessing, frame: pd.DataFrame, idx: np.ndarray) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, int]]:
+def _tensors(prep: Preprocessing, frame: pd.DataFrame, idx: np.ndarray, device: torch.device
+             ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, int]]:
     cat, num, unknown = prep.encode(frame.iloc[idx])
-    return (cat, num), unknown
+    return (cat.to(device), num.to(device)), unknown
 
 
 def transfer_model(
@@ -118,6 +120,7 @@ def train_split(
     recenter: bool = False,
     from_own_init: bool = False,
     on_epoch: OnEpoch | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[FitResult, float | None, dict[str, int]]:
     """Train on ``train_idx`` rows, early-stopped on ``val_idx`` rows; return the fit, the
     output shift applied first (``recenter``, never for ``scratch``) and unknown counts.
@@ -125,16 +128,18 @@ def train_split(
     A model trained from its own initialization (pretraining, ``scratch``) gets its
     ``<unknown>`` embedding rows set to the mean category afterwards.
     """
-    X, unknown = _tensors(prep, frame, train_idx)
-    Xv, _ = _tensors(prep, frame, val_idx)
-    z, zv = prep.encode_target(y[train_idx]), prep.encode_target(y[val_idx])
+    dev = resolve_device(device)
+    model.to(dev)
+    X, unknown = _tensors(prep, frame, train_idx, dev)
+    Xv, _ = _tensors(prep, frame, val_idx, dev)
+    z, zv = prep.encode_target(y[train_idx]).to(dev), prep.encode_target(y[val_idx]).to(dev)
     if strategy == RECENTERED:  # auto's "no gradient step" answer
         return FitResult(RECENTERED), float(recenter_output_(model, X, z).item()), unknown
     shift = None
     if recenter and not parse_strategy(strategy).reinit:
         shift = float(recenter_output_(model, X, z).item())
     result = fit(model, X, z, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
-                 val=(Xv, zv), patience=patience, seed=seed, on_epoch=on_epoch)
+                 val=(Xv, zv), patience=patience, seed=seed, on_epoch=on_epoch, device=dev)
     if from_own_init or parse_strategy(strategy).reinit:
         model.set_unknown_rows_()  # nothing was frozen, so nothing to keep bit-identical
     return result, shift, unknown
@@ -145,7 +150,9 @@ def predict_frame(model: TabularMLP, prep: Preprocessing, frame: pd.DataFrame) -
     """Predictions on the original scale for every row of ``frame`` (and unknown counts)."""
     cat, num, unknown = prep.encode(frame)
     model.train(False)
-    z = torch.cat([model(cat[i : i + 65536], num[i : i + 65536]) for i in range(0, len(frame), 65536)])
+    dev = resolve_device(None, model)
+    z = torch.cat([model(cat[i : i + 65536].to(dev), num[i : i + 65536].to(dev)).cpu()
+                   for i in range(0, len(frame), 65536)])
     pred = prep.decode_target(z)
     if not np.isfinite(pred).all():
         raise DataError(
@@ -173,18 +180,19 @@ def _train_and_save(
     on_epoch: OnEpoch | None,
     recenter: bool = False,
     from_own_init: bool = False,
+    device: str = "cpu",
 ) -> RunSummary:
     train_idx, val_idx, split = _split(rows.frame, prep, val_fraction, seed)
     result, shift, unknown = train_split(
         model, prep, rows.frame, rows.y, train_idx, val_idx, strategy=strategy, lr=lr, epochs=epochs,
         batch_size=batch_size, seed=seed, patience=patience, recenter=recenter, from_own_init=from_own_init,
-        on_epoch=on_epoch)
+        on_epoch=on_epoch, device=device)
     pred, _ = predict_frame(model, prep, rows.frame.iloc[val_idx])
     metrics = regression_metrics(rows.y[val_idx], pred)
     config["training"].update({
         "strategy": result.strategy, "lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed,
         "patience": patience, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early, "recenter_shift": shift,
+        "stopped_early": result.stopped_early, "recenter_shift": shift, "device": str(resolve_device(device)),
     })
     config.update({
         "model": model.config(),
@@ -226,9 +234,11 @@ def pretrain(
     strict: bool = False,
     overwrite: bool = False,
     on_epoch: OnEpoch | None = None,
+    device: str = "cpu",
 ) -> RunSummary:
     """Train a TabularMLP on the source rows, early-stopped on a grouped validation split."""
     _check_out(out, overwrite)
+    resolve_device(device)  # an unavailable device fails before any work
     if init is not None:
         check_scheme(init)
     selected = select_rows(data, rows, target, strict=strict)
@@ -248,7 +258,7 @@ def pretrain(
               "lineage": {"parent": None, "strategy": None}}
     return _train_and_save(model, prep, selected, strategy="full", lr=lr, epochs=epochs, batch_size=batch_size,
                            seed=seed, val_fraction=val_fraction, patience=patience, out=out, overwrite=overwrite,
-                           config=config, on_epoch=on_epoch, from_own_init=True)
+                           config=config, on_epoch=on_epoch, from_own_init=True, device=device)
 
 
 def load_model(checkpoint: str | os.PathLike[str]) -> tuple[TabularMLP, Preprocessing, dict[str, Any]]:
@@ -283,6 +293,7 @@ def finetune(
     strict: bool = False,
     overwrite: bool = False,
     on_epoch: OnEpoch | None = None,
+    device: str = "cpu",
 ) -> RunSummary:
     """Start from ``source``'s weights and train on the target rows with a strategy.
 
@@ -293,6 +304,7 @@ def finetune(
     ``recenter`` first shifts the output to the target rows' level (``recenter.py``).
     """
     _check_out(out, overwrite)
+    resolve_device(device)
     if strategy != "auto":
         parse_strategy(strategy)
     source_path = Path(source)
@@ -334,7 +346,7 @@ def finetune(
         config["training"]["auto"] = {"chose": auto.label, "why": auto.reason(), "cv_mae": auto.scores}
     summary = _train_and_save(model, prep, selected, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
                               seed=seed, val_fraction=val_fraction, patience=patience, out=out, overwrite=overwrite,
-                              config=config, on_epoch=on_epoch, recenter=recenter)
+                              config=config, on_epoch=on_epoch, recenter=recenter, device=device)
     summary.alignment, summary.load_report, summary.auto = alignment, report, auto
     return summary
 
