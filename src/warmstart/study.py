@@ -300,9 +300,7 @@ def _strategy(spec: str, src, train: pd.DataFrame, y: np.ndarray, test: pd.DataF
     if name == "auto":
         choice = choose_strategy(src.model, src.prep, train, y, seed=seed, folds=settings.auto_folds,
                                  epochs=settings.epochs, patience=settings.patience,
-                                 batch_size=settings.batch_size)
-        for _ in range(choice.folds * len(CANDIDATES)):
-            on_candidate(choice.label)
+                                 batch_size=settings.batch_size, on_fit=lambda _d, _t, label: on_candidate(label))
         detail = f"chose {choice.label} ({choice.reason()})"
         if choice.strategy == RECENTERED:
             model, prep = recentered_model(src.model, src.prep, train, y, np.arange(len(train)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..tabular.workflow import finetune
-from .output import console, describe_dropped, epoch_progress, metrics_table, parse_sizes, rows_option
+from .output import console, count_progress, describe_dropped, epoch_progress, metrics_table, parse_sizes, rows_option
 
 
 @click.command("finetune")
@@ -48,11 +48,13 @@ def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience,
         --strategy freeze:1 --lr 1e-4 --out runs/eu
     warmstart finetune eu.csv --from weights.safetensors --target salary_in_usd --out runs/eu
     """
-    with epoch_progress(f"fine-tuning ({strategy})", epochs) as on_epoch:
+    with count_progress("auto: cross-validating") as on_auto_fit, \
+            epoch_progress(f"fine-tuning ({strategy})", epochs) as on_epoch:
         summary = finetune(data, source=source, rows=rows, strategy=strategy, out=out, lr=lr, epochs=epochs,
                            batch_size=batch_size, seed=seed, val_fraction=val_fraction, patience=patience,
                            new_categories=new_categories, recenter=recenter, target=target, hidden=parse_sizes(hidden),
-                           strict=strict, overwrite=overwrite, device=device, on_epoch=on_epoch)
+                           strict=strict, overwrite=overwrite, device=device, on_epoch=on_epoch,
+                           on_auto_fit=on_auto_fit)
     if summary.load_report is not None:
         console.print(str(summary.load_report))
     if summary.alignment is not None:

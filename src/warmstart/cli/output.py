@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 # Not a terminal (a pipe, a log): wide enough that tables are not folded.
@@ -78,3 +85,31 @@ def describe_dropped(dropped: dict[str, int], column: str) -> str | None:
         return None
     parts = ", ".join(f"{n} {why}" for why, n in dropped.items())
     return f"dropped rows with an unusable {column}: {parts} (--strict refuses instead)"
+
+
+@contextlib.contextmanager
+def count_progress(label: str) -> Iterator[Callable[[int, int, str], None]]:
+    """Yield an ``on_fit(done, total, label)`` callback driving a bar with an ETA.
+
+    The bar appears with the first call and goes away when ``done`` reaches ``total``,
+    so another bar (rich shows one at a time) can follow inside the same ``with``.
+    """
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
+    task = progress.add_task(label, total=None)
+    state = {"live": False}
+
+    def on_fit(done: int, total: int, what: str) -> None:
+        if not state["live"] and done < total:
+            progress.start()
+            state["live"] = True
+        progress.update(task, completed=done, total=total, description=f"{label}: {what}"[:60].ljust(60))
+        if state["live"] and done >= total:
+            progress.stop()
+            state["live"] = False
+
+    try:
+        yield on_fit
+    finally:
+        if state["live"]:
+            progress.stop()

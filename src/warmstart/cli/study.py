@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..errors import CheckpointError
 from ..report.study_report import write_study
 from ..report.summary import size_label
 from ..study import DEFAULT_BASELINES, DEFAULT_STRATEGIES, run_study, settings_dict
-from .output import console
+from .output import console, count_progress
 
 
 @click.command("study")
@@ -49,14 +48,7 @@ def command(data, target, source, target_rows, sizes, seeds, strategies, baselin
     """
     if out.exists() and not overwrite:
         raise CheckpointError(f"'{out}' already exists; choose another --out or pass --overwrite")
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
-    task = progress.add_task("study", total=None)
-
-    def on_fit(done: int, total: int, label: str) -> None:
-        progress.update(task, completed=done, total=total, description=label[:48].ljust(48))
-
-    with progress:
+    with count_progress("study") as on_fit:
         result = run_study(data, target=target, source=source, target_rows=target_rows, sizes=sizes, seeds=seeds,
                            strategies=[s for s in strategies.split(",") if s.strip()],
                            baselines=[b for b in baselines.split(",") if b.strip()], test_fraction=test_fraction,

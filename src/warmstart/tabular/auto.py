@@ -14,7 +14,7 @@ CV error is within one standard error of the best one's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,8 +93,12 @@ def choose_strategy(
     epochs: int = 200,
     patience: int = 20,
     batch_size: int = 32,
+    on_fit: Callable[[int, int, str], None] | None = None,
 ) -> AutoChoice:
-    """Score every candidate by grouped k-fold CV on ``frame``; return the best."""
+    """Score every candidate by grouped k-fold CV on ``frame``; return the best.
+
+    ``on_fit(done, total, label)`` is called after each of the k x candidates fits.
+    """
     from .workflow import predict_frame, train_split, transfer_model
 
     groups = group_ids(frame, source_prep.columns)
@@ -103,6 +107,7 @@ def choose_strategy(
         raise DataError("auto needs at least two distinct training rows to cross-validate")
     fold_rows = grouped_folds(groups, k, seed)
     errors: dict[tuple[str, float | None], list[float]] = {c: [] for c in candidates}
+    done = 0
     for i, val_idx in enumerate(fold_rows):
         train_idx = np.concatenate([f for j, f in enumerate(fold_rows) if j != i])
         for strategy, lr in candidates:
@@ -114,6 +119,9 @@ def choose_strategy(
                             epochs=epochs, batch_size=batch_size, seed=seed, patience=patience, recenter=True)
             pred, _ = predict_frame(model, prep, frame.iloc[val_idx])
             errors[(strategy, lr)].append(float(np.abs(pred - y[val_idx]).mean()))
+            done += 1
+            if on_fit is not None:
+                on_fit(done, k * len(candidates), f"fold {i + 1}/{k}: {strategy}")
     scores = {c: float(np.mean(e)) for c, e in errors.items()}
     lowest = min(scores, key=scores.get)
     se = float(np.std(errors[lowest], ddof=1) / np.sqrt(k))

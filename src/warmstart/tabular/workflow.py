@@ -293,6 +293,7 @@ def finetune(
     strict: bool = False,
     overwrite: bool = False,
     on_epoch: OnEpoch | None = None,
+    on_auto_fit: Callable[[int, int, str], None] | None = None,
     device: str = "cpu",
 ) -> RunSummary:
     """Start from ``source``'s weights and train on the target rows with a strategy.
@@ -317,7 +318,7 @@ def finetune(
         auto = None
         if strategy == "auto":
             auto = choose_strategy(model, prep, selected.frame, selected.y, seed=seed, epochs=epochs,
-                                   patience=patience, batch_size=batch_size)
+                                   patience=patience, batch_size=batch_size, on_fit=on_auto_fit)
             strategy, lr = auto.strategy, auto.lr if auto.lr is not None else lr
         model, prep, alignment = transfer_model(model, prep, selected.frame, new_categories)
         report = None
