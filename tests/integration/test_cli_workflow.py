@@ -228,3 +228,15 @@ def test_evaluate_says_how_many_rows_the_model_already_saw(runs, survey_csv):
     assert evaluate(root / "eu", survey_csv, ["company_location=US"])["seen"] == 0
     out = run("evaluate", root / "eu", survey_csv, "--rows", EUROPE).text
     assert "447 of these 447 rows" in out and "optimistic" in out
+
+
+def test_finetune_auto_records_what_it_chose_and_why(runs, survey_csv):
+    root, _ = runs
+    out = run("finetune", survey_csv, "--from", root / "us", "--rows", "company_location=GB,DE,ES,FR",
+              "--strategy", "auto", "--epochs", "15", "--patience", "5", "--out", root / "auto").text
+    config = json.loads((root / "auto" / "config.json").read_text())
+    auto = config["training"]["auto"]
+    assert auto["chose"] in auto["cv_mae"] and len(auto["cv_mae"]) == 7
+    assert "grouped CV on the training rows" in auto["why"]
+    assert config["lineage"]["strategy"] == f"auto:{auto['chose']}"
+    assert f"auto chose {auto['chose']}" in out
