@@ -76,3 +76,50 @@ def test_uniform_init_of_16_layers_keeps_the_last_finite_weights():
     assert all(torch.equal(net.state_dict()[k], v) for k, v in before.items())
     code, text = run_cli("init-report", "--layers", ",".join(["64"] * 17 + ["1"]), "--scheme", "uniform")
     assert code == 0 and "activations explode first at layer" in text
+
+
+def test_pretrain_killed_mid_training_resumes_to_the_same_weights(tmp_path, small_csv):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "warmstart"
+    if not exe.exists():
+        pytest.skip("warmstart console script not installed next to this interpreter")
+    args = ["pretrain", str(small_csv), "--target", "salary_in_usd", "--epochs", "60", "--patience", "60",
+            "--batch-size", "16", "--seed", "2"]
+    code, text = run_cli(*args, "--out", tmp_path / "whole")
+    assert code == 0, text
+
+    target = tmp_path / "cut"
+    journal = tmp_path / ".cut.resume.pt"
+    proc = subprocess.Popen([exe, *args, "--out", str(target)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not journal.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few more epochs
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if target.exists():
+        pytest.skip("the run finished before it could be interrupted")
+    assert journal.exists()
+    code, text = run_cli(*args, "--out", target, "--resume")
+    assert code == 0, text
+    assert (target / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+    assert (target / "history.csv").read_text().count("\n") == (tmp_path / "whole" / "history.csv").read_text().count("\n")
+    assert not journal.exists(), "the journal goes once the checkpoint is saved"
+
+
+def test_resume_with_other_settings_or_nothing_recorded_is_refused(tmp_path, small_csv):
+    args = ["pretrain", str(small_csv), "--target", "salary_in_usd", "--epochs", "3", "--out", tmp_path / "o"]
+    code, text = run_cli(*args, "--resume")
+    assert code == 1 and "nothing to resume" in text
+    from warmstart.tabular.workflow import ResumeJournal
+
+    ResumeJournal(tmp_path / "o", {"lr": 123}).write(
+        __import__("warmstart.train", fromlist=["TrainState"]).TrainState(
+            1, 0, 1, {}, {}, torch.Generator().get_state(), (1.0, 1, None), 0, [], None))
+    code, text = run_cli(*args, "--resume")
+    assert code == 1 and "other settings or data" in text

@@ -33,11 +33,13 @@ from .output import console, count_progress, describe_dropped, epoch_progress, m
 @click.option("--target", default=None, help="Target column (needed only with a foreign weights file).")
 @click.option("--hidden", default="64,64", show_default=True, help="Body sizes (only with a foreign weights file).")
 @click.option("--strict", is_flag=True, help="Refuse unusable target values instead of dropping them.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run of this same command from its last finished epoch.")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda, cuda:N or auto. Small tabular models train fastest on the CPU.")
 @click.option("--overwrite", is_flag=True)
 def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience, val_fraction, seed, new_categories,
-            recenter, target, hidden, strict, device, overwrite) -> None:
+            recenter, target, hidden, strict, resume, device, overwrite) -> None:
     """Fine-tune the model in --from on the rows of DATA and save it to --out.
 
     Categories the source never saw (every Europe country for a US model) get new
@@ -53,7 +55,7 @@ def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience,
         summary = finetune(data, source=source, rows=rows, strategy=strategy, out=out, lr=lr, epochs=epochs,
                            batch_size=batch_size, seed=seed, val_fraction=val_fraction, patience=patience,
                            new_categories=new_categories, recenter=recenter, target=target, hidden=parse_sizes(hidden),
-                           strict=strict, overwrite=overwrite, device=device, on_epoch=on_epoch,
+                           strict=strict, overwrite=overwrite, device=device, resume=resume, on_epoch=on_epoch,
                            on_auto_fit=on_auto_fit)
     if summary.load_report is not None:
         console.print(str(summary.load_report))

@@ -27,11 +27,13 @@ from .output import console, describe_dropped, epoch_progress, metrics_table, pa
 @click.option("--ignore", multiple=True, metavar="COL", help="Column not to use as a feature. Repeatable.")
 @click.option("--categorical", multiple=True, metavar="COL", help="Treat a numeric-looking column as categorical.")
 @click.option("--strict", is_flag=True, help="Refuse rows with a zero, negative or non-numeric target instead of dropping them.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run of this same command from its last finished epoch.")
 @click.option("--device", default="cpu", show_default=True,
               help="cpu, cuda, cuda:N or auto. Small tabular models train fastest on the CPU.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out checkpoint (atomically).")
 def command(data, target, rows, out, hidden, epochs, lr, batch_size, patience, val_fraction, seed, init, ignore,
-            categorical, strict, device, overwrite) -> None:
+            categorical, strict, resume, device, overwrite) -> None:
     """Train a model on the source rows of DATA and save it to --out.
 
     DATA is a CSV (or Parquet) file, or 'salaries' for the bundled survey.
@@ -43,7 +45,7 @@ def command(data, target, rows, out, hidden, epochs, lr, batch_size, patience, v
     with epoch_progress("pretraining", epochs) as on_epoch:
         summary = pretrain(data, target=target, rows=rows, out=out, hidden=parse_sizes(hidden), epochs=epochs, lr=lr,
                            batch_size=batch_size, seed=seed, init=init, val_fraction=val_fraction, patience=patience,
-                           ignore=ignore, categorical=categorical, strict=strict, overwrite=overwrite, device=device,
+                           ignore=ignore, categorical=categorical, strict=strict, overwrite=overwrite, device=device, resume=resume,
                            on_epoch=on_epoch)
     note = describe_dropped(summary.dropped, target)
     if note:

@@ -7,7 +7,9 @@ Each mirrors one CLI command and returns data (the CLI prints it). Errors are
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ from ..init import check_scheme, init_
 from ..metrics import regression_metrics
 from ..recenter import recenter_output_
 from ..strategies import parse_strategy
-from ..train import FitResult, fit
+from ..train import FitResult, TrainState, fit
 from ..weights import LoadReport, load_checkpoint, load_pretrained, read_state, save_checkpoint
 from .auto import RECENTERED, AutoChoice, choose_strategy
 from .data import read_table, target_values
@@ -121,6 +123,8 @@ def train_split(
     from_own_init: bool = False,
     on_epoch: OnEpoch | None = None,
     device: str | torch.device = "cpu",
+    on_state: Callable[[TrainState], None] | None = None,
+    resume: TrainState | None = None,
 ) -> tuple[FitResult, float | None, dict[str, int]]:
     """Train on ``train_idx`` rows, early-stopped on ``val_idx`` rows; return the fit, the
     output shift applied first (``recenter``, never for ``scratch``) and unknown counts.
@@ -139,7 +143,8 @@ def train_split(
     if recenter and not parse_strategy(strategy).reinit:
         shift = float(recenter_output_(model, X, z).item())
     result = fit(model, X, z, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
-                 val=(Xv, zv), patience=patience, seed=seed, on_epoch=on_epoch, device=dev)
+                 val=(Xv, zv), patience=patience, seed=seed, on_epoch=on_epoch, device=dev, on_state=on_state,
+                 resume=resume)
     if from_own_init or parse_strategy(strategy).reinit:
         model.set_unknown_rows_()  # nothing was frozen, so nothing to keep bit-identical
     return result, shift, unknown
@@ -181,12 +186,17 @@ def _train_and_save(
     recenter: bool = False,
     from_own_init: bool = False,
     device: str = "cpu",
+    resume: bool = False,
 ) -> RunSummary:
     train_idx, val_idx, split = _split(rows.frame, prep, val_fraction, seed)
+    run_key = {"strategy": strategy, "lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+               "patience": patience, "split": hashlib.sha256(json.dumps(split, sort_keys=True).encode()).hexdigest()}
+    journal = ResumeJournal(Path(out), run_key) if out is not None else None
     result, shift, unknown = train_split(
         model, prep, rows.frame, rows.y, train_idx, val_idx, strategy=strategy, lr=lr, epochs=epochs,
         batch_size=batch_size, seed=seed, patience=patience, recenter=recenter, from_own_init=from_own_init,
-        on_epoch=on_epoch, device=device)
+        on_epoch=on_epoch, device=device, on_state=journal.write if journal else None,
+        resume=journal.read() if journal and resume else None)
     pred, _ = predict_frame(model, prep, rows.frame.iloc[val_idx])
     metrics = regression_metrics(rows.y[val_idx], pred)
     config["training"].update({
@@ -203,9 +213,50 @@ def _train_and_save(
     })
     path = None
     if out is not None:
-        path = save_checkpoint(out, model, config, history=result.history, overwrite=overwrite)
+        path = save_checkpoint(out, model, config, history=result.history, overwrite=overwrite or resume)
+        journal.remove()
     return RunSummary(model, prep, path, len(train_idx), len(val_idx), metrics, result, rows.dropped, unknown=unknown,
                       lr=lr)
+
+
+class ResumeJournal:
+    """The last finished epoch of a run writing ``out``, kept beside it as
+    ``.<name>.resume.pt`` until the checkpoint is saved, so ``--resume`` can continue an
+    interrupted run exactly. It holds tensors and plain values only and is read with
+    ``torch.load(weights_only=True)``; a journal of other settings or data is refused.
+    """
+
+    def __init__(self, out: Path, key: dict[str, Any]) -> None:
+        self.path = out.parent / f".{out.name}.resume.pt"
+        self.key = key
+
+    def write(self, state: TrainState) -> None:
+        tmp = self.path.with_suffix(".partial")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"key": self.key, "state": dataclasses.asdict(state)}, tmp)
+            os.replace(tmp, self.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a journal is a convenience: never fail the run for it
+
+    def read(self) -> TrainState:
+        if not self.path.is_file():
+            raise CheckpointError(f"nothing to resume: no interrupted run was recorded at {self.path}")
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            state = TrainState(**saved["state"])
+        except Exception as exc:  # noqa: BLE001 - any damage means: cannot resume
+            raise CheckpointError(f"cannot resume from {self.path}: {exc}; run without --resume") from None
+        if saved.get("key") != self.key:
+            raise CheckpointError(
+                f"{self.path} records a run with other settings or data; resume with the same command "
+                "and data, or run without --resume"
+            )
+        state.best = tuple(state.best)
+        return state
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _check_out(out: str | os.PathLike[str] | None, overwrite: bool) -> None:
@@ -235,9 +286,10 @@ def pretrain(
     overwrite: bool = False,
     on_epoch: OnEpoch | None = None,
     device: str = "cpu",
+    resume: bool = False,
 ) -> RunSummary:
     """Train a TabularMLP on the source rows, early-stopped on a grouped validation split."""
-    _check_out(out, overwrite)
+    _check_out(out, overwrite or resume)
     resolve_device(device)  # an unavailable device fails before any work
     if init is not None:
         check_scheme(init)
@@ -258,7 +310,7 @@ def pretrain(
               "lineage": {"parent": None, "strategy": None}}
     return _train_and_save(model, prep, selected, strategy="full", lr=lr, epochs=epochs, batch_size=batch_size,
                            seed=seed, val_fraction=val_fraction, patience=patience, out=out, overwrite=overwrite,
-                           config=config, on_epoch=on_epoch, from_own_init=True, device=device)
+                           config=config, on_epoch=on_epoch, from_own_init=True, device=device, resume=resume)
 
 
 def load_model(checkpoint: str | os.PathLike[str]) -> tuple[TabularMLP, Preprocessing, dict[str, Any]]:
@@ -295,6 +347,7 @@ def finetune(
     on_epoch: OnEpoch | None = None,
     on_auto_fit: Callable[[int, int, str], None] | None = None,
     device: str = "cpu",
+    resume: bool = False,
 ) -> RunSummary:
     """Start from ``source``'s weights and train on the target rows with a strategy.
 
@@ -304,7 +357,7 @@ def finetune(
     from ``hidden``, and whatever fits is loaded (see the returned ``load_report``).
     ``recenter`` first shifts the output to the target rows' level (``recenter.py``).
     """
-    _check_out(out, overwrite)
+    _check_out(out, overwrite or resume)
     resolve_device(device)
     if strategy != "auto":
         parse_strategy(strategy)
@@ -347,7 +400,7 @@ def finetune(
         config["training"]["auto"] = {"chose": auto.label, "why": auto.reason(), "cv_mae": auto.scores}
     summary = _train_and_save(model, prep, selected, strategy=strategy, lr=lr, epochs=epochs, batch_size=batch_size,
                               seed=seed, val_fraction=val_fraction, patience=patience, out=out, overwrite=overwrite,
-                              config=config, on_epoch=on_epoch, recenter=recenter, device=device)
+                              config=config, on_epoch=on_epoch, recenter=recenter, device=device, resume=resume)
     summary.alignment, summary.load_report, summary.auto = alignment, report, auto
     return summary
 
