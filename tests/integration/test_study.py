@@ -46,7 +46,7 @@ def test_study_writes_files_that_parse(study_dir):
             "negative_transfer"} <= set(summary.columns)
     assert json.loads((out / "settings.json").read_text())["seeds"] == 2
     assert results[results.method == "auto"]["detail"].str.startswith("chose ").all()
-    assert "With 25 company_location=@europe rows" in output
+    assert "With 25 Europe rows" in output
 
 
 def test_plots_render(study_dir):
@@ -106,6 +106,7 @@ def test_report_opens_in_headless_chromium_without_console_errors(study_dir, tmp
     dom = _open(out / "report.html", tmp_path, "--dump-dom")
     assert "Verdict" in dom.stdout and "With 25" in dom.stdout
     assert dom.stdout.count("data:image/png;base64,") == 2
+    assert "What the methods are" in dom.stdout and "ridge regression on one-hot categories" in dom.stdout
     assert not console_errors(dom.stderr), console_errors(dom.stderr)
     shot = tmp_path / "shot.png"
     _open(out / "report.html", tmp_path, f"--screenshot={shot}", "--window-size=1200,1600")

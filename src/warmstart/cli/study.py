@@ -14,6 +14,14 @@ from ..study import DEFAULT_BASELINES, DEFAULT_STRATEGIES, run_study, settings_d
 from .output import console, count_progress
 
 
+def rows_label(filters: tuple[str, ...]) -> str:
+    """A reader's name for the target rows: 'Europe' for company_location=@europe."""
+    if len(filters) == 1 and "=@" in filters[0] and "," not in filters[0]:
+        return filters[0].split("=@", 1)[1].upper() if filters[0].endswith(("@us", "@eu", "@eea")) \
+            else filters[0].split("=@", 1)[1].capitalize()
+    return ", ".join(filters)
+
+
 @click.command("study")
 @click.argument("data")
 @click.option("--target", required=True, help="Column to predict.")
@@ -54,7 +62,7 @@ def command(data, target, source, target_rows, sizes, seeds, strategies, baselin
                            baselines=[b for b in baselines.split(",") if b.strip()], test_fraction=test_fraction,
                            epochs=epochs, patience=patience, dedupe=not keep_duplicates, workers=workers,
                            on_fit=on_fit)
-    label = ", ".join(target_rows)
+    label = rows_label(target_rows)
     path, summary, findings = write_study(out, result.results, settings=settings_dict(result.settings),
                                           alignment=result.alignment, notes=result.notes, seconds=result.seconds,
                                           rows_label=label, target=target, overwrite=overwrite)

@@ -13,6 +13,34 @@ import pandas as pd
 
 from .summary import size_label
 
+# What each method is, for a reader who never saw warmstart.
+METHODS = {
+    "scratch": "a new network trained on the target rows only (no transfer)",
+    "full": "the source network, every layer fine-tuned on the target rows",
+    "freeze": "the source network with its embeddings and first K body blocks frozen; the rest fine-tuned",
+    "probe": "only the output layer (and embedding rows for categories the source never saw) fine-tuned",
+    "lp-ft": "probe first, then every layer fine-tuned (Kumar et al. 2022)",
+    "l2sp": "every layer fine-tuned with a penalty pulling weights toward the source's (Li et al. 2018)",
+    "discriminative": "every layer fine-tuned, with learning rates shrinking toward the input (Howard & Ruder 2018)",
+    "auto": "a strategy and learning rate chosen by cross-validation on the target training rows",
+    "median": "predicts the median of the target training rows for every row",
+    "source": "the source model as it is, never shown a target row",
+    "recentered": "the source model with its output shifted to the target rows' level; no training",
+    "ridge": "ridge regression on one-hot categories, target rows only",
+    "hgb": "gradient-boosted trees (scikit-learn HistGradientBoosting), target rows only",
+    "hgb-pooled": "the same trees on source and target rows together, with a source/target column",
+    "mlp-pooled": "a new network trained on source and target rows together, with a source/target column",
+}
+
+
+def describe_method(name: str) -> str:
+    base = name.split("@")[0].split(":")[0]
+    text = METHODS.get(base, "")
+    if "@" in name:
+        text += f" (learning rate {name.split('@')[1]})"
+    return text
+
+
 CSS = """
 body { font: 15px/1.5 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #1d1d1f; padding: 0 1rem; }
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
@@ -93,6 +121,14 @@ def write_report(
     ]
     for label, subset in zip(labels, subsets["subset"]):
         parts += [f"<h3>{html.escape(label)} target training rows</h3>", summary_table(summary, subset)]
+    methods = list(dict.fromkeys(summary.sort_values(["kind", "method"], ascending=[False, True])["method"]))
+    rows = "".join(f"<tr><td>{html.escape(m)}</td><td class=l>{html.escape(describe_method(m))}</td></tr>"
+                   for m in methods)
+    parts += ["<h2>What the methods are</h2>",
+              "<p class=muted>Strategies start from the source model unless they say otherwise; every "
+              "fine-tuning early-stops on rows held out from the training subset. All methods model the "
+              "logarithm of the target; errors are in its own units.</p>",
+              f"<table><tr><th>method</th><th>what it is</th></tr>{rows}</table>"]
     if not auto.empty:
         rows = "".join(f"<tr><td>{s}</td><td>{n}</td><td class=l>{html.escape(d)}</td></tr>"
                        for s, n, d in auto.itertuples(index=False))
