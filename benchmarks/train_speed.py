@@ -9,6 +9,7 @@ Variants:
   textbook      TensorDataset + DataLoader(shuffle=True) + loss.item() per batch
   warmstart     warmstart.train.fit (index slices of in-memory tensors, fused Adam, 1 thread)
   sequential16  16 warmstart fits one after another (total rows / total time)
+  cohort16      the same 16 models trained at once by warmstart.cohort (stacked weights, bmm)
 Also the machine's float32 sgemm peak (1024x1024 matmul) and each variant's share of it
 (FLOPs of forward + backward ~ 3 x 2 x parameters-in-matmuls per row).
 """
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from warmstart.cohort import fit_cohort
 from warmstart.tabular.model import TabularMLP
 from warmstart.train import fit
 
@@ -79,6 +81,13 @@ def sequential16(cat, num, y, batch: int) -> float:
     return 16 * len(y) / (time.perf_counter() - start)
 
 
+def cohort16(cat, num, y, batch: int) -> float:
+    models = [make_model(k) for k in range(16)]
+    start = time.perf_counter()
+    fit_cohort(models, [(cat, num, y)] * 16, seeds=list(range(16)), epochs=1, batch_size=batch, lr=1e-3)
+    return 16 * len(y) / (time.perf_counter() - start)
+
+
 def sgemm_gflops(size: int = 1024, repeats: int = 20) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     a @ b
@@ -90,7 +99,7 @@ def sgemm_gflops(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size**3 / min(times) / 1e9
 
 
-VARIANTS = {"textbook": textbook, "warmstart": warmstart_fit, "sequential16": sequential16}
+VARIANTS = {"textbook": textbook, "warmstart": warmstart_fit, "sequential16": sequential16, "cohort16": cohort16}
 
 
 def main() -> None:
@@ -109,7 +118,7 @@ def main() -> None:
         for batch in args.batch:
             base = None
             for name, fn in VARIANTS.items():
-                reps = args.repeats if not (name == "sequential16" and n >= 1_000_000) else 1
+                reps = args.repeats if not (name.endswith("16") and n >= 1_000_000) else 1
                 rate = statistics.median(fn(cat, num, y, batch) for _ in range(reps))
                 base = base or rate
                 results.append({"n": n, "batch": batch, "variant": name, "rows_per_s": round(rate, 1),
