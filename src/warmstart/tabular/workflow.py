@@ -72,8 +72,14 @@ class RunSummary:
     lr: float | None = None
 
 
+# Fingerprints of the rows a model saw are kept for up to this many distinct rows (16 hex
+# characters each); beyond it config.json would grow past a few MB, and none are kept.
+MAX_SEEN_ROWS = 100_000
+
+
 def _split(frame: pd.DataFrame, prep: Preprocessing, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     groups = group_ids(frame, prep.columns)
+    distinct = frame[prep.columns].drop_duplicates()
     train_idx, val_idx = (p for p in reversed(grouped_split(groups, [val_fraction], seed)))
     record = {
         "seed": seed,
@@ -84,7 +90,7 @@ def _split(frame: pd.DataFrame, prep: Preprocessing, val_fraction: float, seed: 
         "val_rows": int(len(val_idx)),
         "val_rows_sha256": hashlib.sha256(np.sort(val_idx).astype(np.int64).tobytes()).hexdigest(),
         # Feature-row fingerprints of every row used for training or early stopping.
-        "seen_rows": sorted(set(row_fingerprints(frame, prep.columns))),
+        "seen_rows": sorted(set(row_fingerprints(distinct, prep.columns))) if len(distinct) <= MAX_SEEN_ROWS else [],
     }
     return train_idx, val_idx, record
 
