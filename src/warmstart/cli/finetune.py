@@ -68,8 +68,12 @@ def command(data, source, rows, strategy, out, lr, epochs, batch_size, patience,
     if summary.auto is not None:
         console.print(f"auto chose {summary.auto.label}: {summary.auto.reason()}")
     fr = summary.fit
-    console.print(f"strategy {fr.strategy}" + (f", lr {summary.lr:g}" if fr.epochs_run else "") + f": trained on {summary.rows_train:,} rows, validated on "
-                  f"{summary.rows_val:,}; best epoch {fr.best_epoch} of {fr.epochs_run}"
-                  + (" (early stop)" if fr.stopped_early else ""))
+    if fr.epochs_run:
+        console.print(f"strategy {fr.strategy}, lr {summary.lr:g}: trained on {summary.rows_train:,} rows, validated "
+                      f"on {summary.rows_val:,}; best epoch {fr.best_epoch} of {fr.epochs_run}"
+                      + (" (early stop)" if fr.stopped_early else ""))
+    else:
+        console.print(f"strategy {fr.strategy}: output re-centred on {summary.rows_train:,} rows, no gradient step; "
+                      f"validated on {summary.rows_val:,}")
     console.print(metrics_table("validation", {fr.strategy: summary.metrics}))
     console.print(f"saved checkpoint to {summary.path}")
