@@ -240,3 +240,23 @@ def test_finetune_auto_records_what_it_chose_and_why(runs, survey_csv):
     assert "grouped CV on the training rows" in auto["why"]
     assert config["lineage"]["strategy"] == f"auto:{auto['chose']}"
     assert f"auto chose {auto['chose']}" in out
+
+
+def test_recentered_choice_changes_only_the_output_bias(runs, survey_csv):
+    import numpy as np
+    import torch
+
+    from warmstart.tabular.auto import RECENTERED
+    from warmstart.tabular.workflow import load_model, select_rows, train_split, transfer_model
+
+    root, _ = runs
+    model, prep, _ = load_model(root / "us")
+    rows = select_rows(survey_csv, ["company_location=@europe"], "salary_in_usd")
+    model, prep, _ = transfer_model(model, prep, rows.frame)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    idx = np.arange(len(rows.frame))
+    result, shift, _ = train_split(model, prep, rows.frame, rows.y, idx[:300], idx[300:], strategy=RECENTERED,
+                                   lr=1e-3, epochs=5, batch_size=32, seed=0, patience=5)
+    assert result.epochs_run == 0 and shift < 0, "Europe earns less than the US"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]) == (k != "head.bias"), k
