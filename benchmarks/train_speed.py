@@ -84,7 +84,8 @@ def sequential16(cat, num, y, batch: int) -> float:
 def cohort16(cat, num, y, batch: int) -> float:
     models = [make_model(k) for k in range(16)]
     start = time.perf_counter()
-    fit_cohort(models, [(cat, num, y)] * 16, seeds=list(range(16)), epochs=1, batch_size=batch, lr=1e-3)
+    fit_cohort(models, (cat, num), y, strategies=["full"] * 16, lrs=[1e-3] * 16, seeds=list(range(16)), epochs=1,
+               batch_size=batch)
     return 16 * len(y) / (time.perf_counter() - start)
 
 
