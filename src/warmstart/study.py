@@ -33,7 +33,7 @@ from .tabular.data import read_table, target_values
 from .tabular.encoding import align
 from .tabular.filters import apply_filters
 from .tabular.split import group_ids, grouped_split
-from .tabular.workflow import predict_frame, pretrain, train_split, transfer_model
+from .tabular.workflow import predict_frame, pretrain, train_many, train_split, transfer_model
 
 DEFAULT_STRATEGIES = ("scratch", "full", "freeze:1", "probe", "lp-ft", "l2sp", "discriminative", "auto")
 DEFAULT_BASELINES = tuple(bl.BASELINES)
@@ -96,6 +96,7 @@ class StudySettings:
     batch_size: int = 32
     auto_folds: int = 5
     dedupe: bool = True
+    cohort: bool = True  # train the strategies of one cell (and auto's candidates) together
 
 
 @dataclass
@@ -171,6 +172,7 @@ def run_study(
     auto_folds: int = 5,
     dedupe: bool = True,
     workers: int | None = None,
+    cohort: bool = True,
     on_fit: OnFit | None = None,
 ) -> StudyResult:
     """Run the whole study; return the long results table (one row per seed x size x method).
@@ -187,7 +189,7 @@ def run_study(
     bl.check_baselines(list(baselines))
     settings = StudySettings(str(data), target, list(source), list(target_rows), parse_sizes(sizes), seeds,
                              list(strategies), list(baselines), test_fraction, epochs=epochs, patience=patience,
-                             auto_folds=auto_folds, dedupe=dedupe)
+                             auto_folds=auto_folds, dedupe=dedupe, cohort=cohort)
     study = load_study_data(settings)
     started = time.perf_counter()
     total = _count_fits(settings, len(settings.sizes))
@@ -255,6 +257,9 @@ def run_seed(settings: StudySettings, study: StudyData, seed: int, tick: Callabl
     test = study.target.iloc[test_idx].reset_index(drop=True)
     y_test = study.y_target[test_idx]
     seen_sizes: set[int] = set()
+    # Rows keep the order of --baselines then --strategies, whichever way they were trained.
+    order = {**{("baseline", b): i for i, b in enumerate(settings.baselines)},
+             **{("strategy", s): len(settings.baselines) + i for i, s in enumerate(settings.strategies)}}
     for size in settings.sizes:
         n = len(pool_order) if size == "all" else min(int(size), len(pool_order))
         if n in seen_sizes:
@@ -263,19 +268,31 @@ def run_seed(settings: StudySettings, study: StudyData, seed: int, tick: Callabl
         take = pool_order[:n]  # nested: every smaller subset is a prefix of this one
         train = study.target.iloc[take].reset_index(drop=True)
         y_train = study.y_target[take]
+        cell: list[dict[str, Any]] = []
         ctx = bl.Context(train, y_train, test, study.source, study.y_source, src.model, src.prep, seed,
                          lambda pooled, y, t: _pooled_mlp(pooled, y, t, target, seed, epochs, patience))
         for name in settings.baselines:
             t0 = time.perf_counter()
             pred = bl.BASELINES[name](ctx)
-            rows.append(_row(seed, size, n, name, "baseline", y_test, pred, time.perf_counter() - t0, ""))
+            cell.append(_row(seed, size, n, name, "baseline", y_test, pred, time.perf_counter() - t0, ""))
             tick(f"seed {seed}, {n} rows: {name}")
+        together = [spec for spec in settings.strategies if spec != "auto"] if settings.cohort else []
+        if together:
+            t0 = time.perf_counter()
+            outcomes = _cohort_strategies(together, src, train, y_train, test, settings, seed)
+            seconds = (time.perf_counter() - t0) / len(together)
+            for spec, (pred, detail) in zip(together, outcomes):
+                cell.append(_row(seed, size, n, spec, "strategy", y_test, pred, seconds, detail))
+                tick(f"seed {seed}, {n} rows: {spec}")
         for spec in settings.strategies:
+            if spec in together:
+                continue
             t0 = time.perf_counter()
             pred, detail = _strategy(spec, src, train, y_train, test, settings, seed,
                                      lambda label, k=n: tick(f"seed {seed}, {k} rows: auto {label}"))
-            rows.append(_row(seed, size, n, spec, "strategy", y_test, pred, time.perf_counter() - t0, detail))
+            cell.append(_row(seed, size, n, spec, "strategy", y_test, pred, time.perf_counter() - t0, detail))
             tick(f"seed {seed}, {n} rows: {spec}")
+        rows += sorted(cell, key=lambda r: order[(r["kind"], r["method"])])
     return rows, str(align(src.prep, study.target))
 
 
@@ -293,6 +310,31 @@ def _pooled_mlp(pooled: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, target:
     return predict_frame(run.model, run.prep, test)[0]
 
 
+def _validation_split(train: pd.DataFrame, columns: Sequence[str], settings: StudySettings,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(validation rows, training rows) carved from a training subset, grouped."""
+    groups = group_ids(train, columns)
+    if len(np.unique(groups)) < 2:
+        raise DataError(f"{len(train)} training rows hold fewer than two distinct rows; use a larger size")
+    val_idx, train_idx = grouped_split(groups, [settings.val_fraction], seed)
+    return val_idx, train_idx
+
+
+def _cohort_strategies(specs: Sequence[str], src, train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame,
+                       settings: StudySettings, seed: int) -> list[tuple[np.ndarray, str]]:
+    """Every fixed strategy of one study cell, trained together on the same rows."""
+    methods = [parse_method(spec) for spec in specs]
+    lrs = [lr or DEFAULT_LR[name.split(":")[0]] for name, lr in methods]
+    built = [transfer_model(src.model, src.prep, train) for _ in specs]
+    prep = built[0][1]
+    val_idx, train_idx = _validation_split(train, src.prep.columns, settings, seed)
+    fits = train_many([m for m, _, _ in built], prep, train, y, train_idx, val_idx,
+                      strategies=[name for name, _ in methods], lrs=lrs, epochs=settings.epochs,
+                      batch_size=settings.batch_size, seed=seed, patience=settings.patience)
+    return [(predict_frame(m, prep, test)[0], f"lr {lr:g}, best epoch {f.best_epoch}")
+            for (m, _, _), lr, f in zip(built, lrs, fits)]
+
+
 def _strategy(spec: str, src, train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, settings: StudySettings,
               seed: int, on_candidate: Callable[[str], None]) -> tuple[np.ndarray, str]:
     name, lr = parse_method(spec)
@@ -300,7 +342,8 @@ def _strategy(spec: str, src, train: pd.DataFrame, y: np.ndarray, test: pd.DataF
     if name == "auto":
         choice = choose_strategy(src.model, src.prep, train, y, seed=seed, folds=settings.auto_folds,
                                  epochs=settings.epochs, patience=settings.patience,
-                                 batch_size=settings.batch_size, on_fit=lambda _d, _t, label: on_candidate(label))
+                                 batch_size=settings.batch_size, cohort=settings.cohort,
+                                 on_fit=lambda _d, _t, label: on_candidate(label))
         detail = f"chose {choice.label} ({choice.reason()})"
         if choice.strategy == RECENTERED:
             model, prep = recentered_model(src.model, src.prep, train, y, np.arange(len(train)))
@@ -308,10 +351,7 @@ def _strategy(spec: str, src, train: pd.DataFrame, y: np.ndarray, test: pd.DataF
         name, lr = choice.strategy, choice.lr
     lr = lr or DEFAULT_LR[name.split(":")[0]]
     model, prep, _ = transfer_model(src.model, src.prep, train)
-    groups = group_ids(train, src.prep.columns)
-    if len(np.unique(groups)) < 2:
-        raise DataError(f"{len(train)} training rows hold fewer than two distinct rows; use a larger size")
-    val_idx, train_idx = grouped_split(groups, [settings.val_fraction], seed)
+    val_idx, train_idx = _validation_split(train, src.prep.columns, settings, seed)
     fit, _, _ = train_split(model, prep, train, y, train_idx, val_idx, strategy=name, lr=lr,
                             epochs=settings.epochs, batch_size=settings.batch_size, seed=seed,
                             patience=settings.patience, recenter=True)

@@ -111,3 +111,14 @@ def test_report_opens_in_headless_chromium_without_console_errors(study_dir, tmp
     shot = tmp_path / "shot.png"
     _open(out / "report.html", tmp_path, f"--screenshot={shot}", "--window-size=1200,1600")
     assert shot.exists() and not is_blank(shot)
+
+
+def test_cohort_and_separate_training_agree(survey_csv):
+    kwargs = dict(SMALL, sizes="25", seeds=1, strategies=["scratch", "probe", "lp-ft", "l2sp", "freeze:1"],
+                  baselines=["median"], workers=1)
+    a = run_study(survey_csv, cohort=True, **kwargs).results
+    b = run_study(survey_csv, cohort=False, **kwargs).results
+    assert list(a["method"]) == list(b["method"]) and list(a["seed"]) == list(b["seed"])
+    rel = ((a["mae"] - b["mae"]).abs() / b["mae"]).to_numpy()
+    # Float summation order differs; only a near-tie in early stopping could move a result.
+    assert (rel < 1e-3).sum() >= len(rel) - 1, rel

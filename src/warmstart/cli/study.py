@@ -39,11 +39,13 @@ def rows_label(filters: tuple[str, ...]) -> str:
 @click.option("--patience", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--workers", default=None, type=click.IntRange(1), help="Processes running seeds side by side "
               "(default: one per core). Results do not depend on it.")
+@click.option("--no-cohort", is_flag=True, help="Train every model separately instead of as cohorts "
+              "(slower; results agree to float tolerance).")
 @click.option("--keep-duplicates", is_flag=True, help="Keep exact duplicate rows (removed by default).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory for the results and report.")
 @click.option("--overwrite", is_flag=True)
 def command(data, target, source, target_rows, sizes, seeds, strategies, baselines, test_fraction, epochs, patience,
-            workers, keep_duplicates, out, overwrite) -> None:
+            workers, no_cohort, keep_duplicates, out, overwrite) -> None:
     """Compare fine-tuning strategies with baselines over target sizes and seeds.
 
     Every method trains on the same target subset and is scored on the same held-out
@@ -60,7 +62,7 @@ def command(data, target, source, target_rows, sizes, seeds, strategies, baselin
         result = run_study(data, target=target, source=source, target_rows=target_rows, sizes=sizes, seeds=seeds,
                            strategies=[s for s in strategies.split(",") if s.strip()],
                            baselines=[b for b in baselines.split(",") if b.strip()], test_fraction=test_fraction,
-                           epochs=epochs, patience=patience, dedupe=not keep_duplicates, workers=workers,
+                           epochs=epochs, patience=patience, dedupe=not keep_duplicates, workers=workers, cohort=not no_cohort,
                            on_fit=on_fit)
     label = rows_label(target_rows)
     path, summary, findings = write_study(out, result.results, settings=settings_dict(result.settings),

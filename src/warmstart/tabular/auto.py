@@ -93,13 +93,14 @@ def choose_strategy(
     epochs: int = 200,
     patience: int = 20,
     batch_size: int = 32,
+    cohort: bool = True,
     on_fit: Callable[[int, int, str], None] | None = None,
 ) -> AutoChoice:
     """Score every candidate by grouped k-fold CV on ``frame``; return the best.
 
     ``on_fit(done, total, label)`` is called after each of the k x candidates fits.
     """
-    from .workflow import predict_frame, train_split, transfer_model
+    from .workflow import predict_frame, train_many, train_split, transfer_model
 
     groups = group_ids(frame, source_prep.columns)
     k = int(min(folds, len(np.unique(groups))))
@@ -110,9 +111,19 @@ def choose_strategy(
     done = 0
     for i, val_idx in enumerate(fold_rows):
         train_idx = np.concatenate([f for j, f in enumerate(fold_rows) if j != i])
+        trained: dict[tuple[str, float | None], tuple[TabularMLP, Preprocessing]] = {}
+        networks = [c for c in candidates if c[0] != RECENTERED]
+        if cohort and networks:  # the fold's network candidates share rows: train them together
+            built = [transfer_model(source_model, source_prep, frame.iloc[train_idx]) for _ in networks]
+            train_many([m for m, _, _ in built], built[0][1], frame, y, train_idx, val_idx,
+                       strategies=[c[0] for c in networks], lrs=[float(c[1]) for c in networks], epochs=epochs,
+                       batch_size=batch_size, seed=seed, patience=patience)
+            trained = {c: (m, p) for c, (m, p, _) in zip(networks, built)}
         for strategy, lr in candidates:
             if strategy == RECENTERED:
                 model, prep = recentered_model(source_model, source_prep, frame, y, train_idx)
+            elif (strategy, lr) in trained:
+                model, prep = trained[(strategy, lr)]
             else:
                 model, prep, _ = transfer_model(source_model, source_prep, frame.iloc[train_idx])
                 train_split(model, prep, frame, y, train_idx, val_idx, strategy=strategy, lr=float(lr),
