@@ -111,6 +111,23 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def write_file_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to a hidden temporary file beside ``path``, fsync, rename over ``path``.
+
+    A crash leaves the old file or the new one, never a half-written one. An ``OSError``
+    propagates (the temporary file removed) for the caller to turn into its own message.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        _write_file(tmp, data)
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _exchange(a: Path, b: Path) -> bool:
     """Atomically swap two directories (Linux renameat2 RENAME_EXCHANGE); False if unsupported."""
     if sys.platform != "linux":
@@ -546,11 +563,8 @@ def convert_trusted_pickle(path: str | os.PathLike[str], out: str | os.PathLike[
     out = Path(out)
     if out.suffix != ".safetensors":
         raise CheckpointError(f"--out must end in .safetensors, got '{out.name}'")
-    tmp = out.with_name(f".{out.name}.partial")
     try:
-        _write_file(tmp, state_dict_bytes(state))
-        os.replace(tmp, out)
+        write_file_atomically(out, state_dict_bytes(state))
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise CheckpointError(f"could not write '{out}': {exc.strerror or exc}") from None
     return out, needed

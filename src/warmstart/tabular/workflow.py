@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -27,7 +28,14 @@ from ..metrics import regression_metrics
 from ..recenter import recenter_output_
 from ..strategies import parse_strategy
 from ..train import FitResult, TrainState, fit
-from ..weights import LoadReport, load_checkpoint, load_pretrained, read_state, save_checkpoint
+from ..weights import (
+    LoadReport,
+    load_checkpoint,
+    load_pretrained,
+    read_state,
+    save_checkpoint,
+    write_file_atomically,
+)
 from .auto import RECENTERED, AutoChoice, choose_strategy
 from .data import read_table, target_values
 from .encoding import AlignmentReport, Preprocessing, extend_vocabulary, fit_preprocessing
@@ -272,13 +280,13 @@ class ResumeJournal:
         self.key = key
 
     def write(self, state: TrainState) -> None:
-        tmp = self.path.with_suffix(".partial")
+        buf = io.BytesIO()
+        torch.save({"key": self.key, "state": dataclasses.asdict(state)}, buf)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"key": self.key, "state": dataclasses.asdict(state)}, tmp)
-            os.replace(tmp, self.path)
+            write_file_atomically(self.path, buf.getvalue())
         except OSError:
-            tmp.unlink(missing_ok=True)  # a journal is a convenience: never fail the run for it
+            pass  # a journal is a convenience: never fail the run for it
 
     def read(self) -> TrainState:
         if not self.path.is_file():
@@ -472,12 +480,8 @@ def predict(
     result = frame.copy()
     result[f"predicted_{prep.target}"] = np.round(pred, 2)
     if out is not None:
-        out = Path(out)
-        tmp = out.with_name(f".{out.name}.partial")
         try:
-            result.to_csv(tmp, index=False)
-            os.replace(tmp, out)
+            write_file_atomically(out, result.to_csv(index=False).encode())
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise DataError(f"cannot write predictions to '{out}': {exc.strerror or exc}") from None
     return result, unknown
