@@ -65,7 +65,9 @@ def _num(x: float, fmt: str) -> str:
 
 
 def _interval(row: pd.Series, key: str, fmt: str) -> str:
-    mean, lo, hi = row[f"{key}_mean"] if f"{key}_mean" in row else row[f"{key}_pct"], row[f"{key}_lo"], row[f"{key}_hi"]
+    # Metrics are stored as <key>_mean, gains as <key>_pct; both with <key>_lo and <key>_hi.
+    mean = row[f"{key}_mean"] if f"{key}_mean" in row else row[f"{key}_pct"]
+    lo, hi = row[f"{key}_lo"], row[f"{key}_hi"]
     if not math.isfinite(mean):
         return ""
     ci = f" <span class=muted>({_num(lo, fmt)}..{_num(hi, fmt)})</span>" if math.isfinite(lo) else ""
