@@ -22,6 +22,7 @@ from torch import nn
 from .device import resolve_device
 from .errors import ConfigError, DataError, TrainingDivergedError
 from .freeze import restore_frozen_rows_, train_mode_
+from .fused_step import FusedStep
 from .init import activation_problem, init_, trace_activations
 from .param_groups import add_param_groups_, make_optimizer, param_groups
 from .regularize import L2SP
@@ -181,6 +182,9 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
         raise ConfigError("epochs, batch_size and patience must be at least 1")
     if not 0 <= val_fraction < 1:
         raise ConfigError(f"val_fraction must lie in [0, 1), got {val_fraction}")
+    # The default loss on a model that computes its own mean-squared-error gradients
+    # (TabularMLP: one hand-written backward pass instead of an autograd graph).
+    own_mse_grads = getattr(model, "warmstart_mse_grads_", None) if loss_fn is None else None
     loss_fn = loss_fn or nn.functional.mse_loss
     gen = torch.Generator().manual_seed(seed)
     Xt, yt = _as_tuple(X), y
@@ -240,6 +244,7 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
                 budget = (min(phase.max_epochs or epochs, epochs - epoch + done)
                           if len(plan.phases) > 1 else epochs)
         stopped = stale >= patience and Xv is not None
+        stepper = FusedStep(opt)
         for _ in range(budget - done if not stopped else 0):
             epoch += 1
             done += 1
@@ -251,9 +256,18 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
             for step, start in enumerate(range(0, n, batch_size), 1):
                 idx = perm[start : start + batch_size]
                 xb = tuple(t[idx] for t in Xt)
-                loss = loss_fn(model(*xb), yt[idx])
-                if penalty is not None:
-                    loss = loss + penalty(model)
+                loss = own_mse_grads(*xb, yt[idx]) if own_mse_grads is not None else None
+                if loss is None:
+                    stepper.zero_grad()
+                    loss = loss_fn(model(*xb), yt[idx])
+                    if penalty is not None:
+                        loss = loss + penalty(model)
+                    backward = loss.backward
+                elif penalty is not None:
+                    extra = penalty(model)
+                    loss, backward = loss + extra.detach(), extra.backward  # adds to the gradients just set
+                else:
+                    backward = None
                 if not torch.isfinite(loss):
                     where = _first_bad(model, xb)
                     if any(not torch.isfinite(p).all() for p in model.parameters()):
@@ -263,9 +277,9 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
                         f"layer: {where}); training stopped with the last finite weights kept. "
                         f"Lower the learning rate (now {lr:g}) or check the initialization."
                     )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if backward is not None:
+                    backward()
+                stepper.step()
                 restore_frozen_rows_(model)
                 losses.append(loss.detach())
             row: dict[str, Any] = {

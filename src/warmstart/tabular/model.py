@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from ..errors import CheckpointError, ConfigError
+from .mlp_function import TabularMLPFunction, embed, mse_grads_
 
 
 def embedding_dim(cardinality: int) -> int:
@@ -63,9 +65,36 @@ class TabularMLP(nn.Module):
         self.source_rows = dict(source_rows or cardinalities)
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
-        parts = [emb(categorical[:, j]) for j, emb in enumerate(self.embeddings.values())]
-        parts.append(numeric)
-        return self.head(self.body(torch.cat(parts, dim=1)))
+        if torch.is_grad_enabled() and self._plain():
+            return TabularMLPFunction.apply(categorical, numeric, len(self.keys), *self.tables(), *self.layers())
+        return self.head(self.body(torch.cat([embed(categorical, self.tables()), numeric], dim=1)))
+
+    def warmstart_mse_grads_(self, categorical: torch.Tensor, numeric: torch.Tensor,
+                             y: torch.Tensor) -> torch.Tensor | None:
+        """Mean squared error with every trainable parameter's ``.grad`` set, computed
+        without autograd (``mlp_function.mse_grads_``); None when the modules are not plain."""
+        if (not self._plain() or y.shape != (categorical.shape[0], 1)
+                or any(p._post_accumulate_grad_hooks for p in self.parameters())):
+            return None
+        return mse_grads_(categorical, numeric, y, self.tables(), self.layers())
+
+    def tables(self) -> list[torch.Tensor]:
+        return [emb.weight for emb in self.embeddings.values()]
+
+    def layers(self) -> list[torch.Tensor]:
+        """W_1, b_1, ..., W_n, b_n of the body, then the head's W, b."""
+        return [t for block in self.body for t in (block[0].weight, block[0].bias)] + [self.head.weight,
+                                                                                        self.head.bias]
+
+    def _plain(self) -> bool:
+        """Whether the modules are still Linear + ReLU blocks without hooks, so the
+        hand-written backward (one autograd node, ``mlp_function``) computes the same thing."""
+        if _global_forward_hooks or _global_forward_pre_hooks:
+            return False
+        for block in self.body:
+            if len(block) != 2 or type(block[0]) is not nn.Linear or type(block[1]) is not nn.ReLU:
+                return False
+        return type(self.head) is nn.Linear and not any(m._forward_hooks or m._forward_pre_hooks for m in self.modules())
 
     # ------------------------------------------------------------------ transfer hooks
     def warmstart_blocks(self) -> list[tuple[str, ...]]:
