@@ -37,6 +37,7 @@ class FusedStep:
         self.params = [p for g in opt.param_groups for p in g["params"]]
         self._direct = _direct_possible(opt)
         self._lists: list[tuple[dict, list, list, list, list]] | None = None
+        self._key: list[tuple] | None = None
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -46,17 +47,34 @@ class FusedStep:
         state = self.opt.state
         if any("step" not in state.get(p, {}) for p in self.params):
             return False  # the optimizer creates its state on its first own step
+        self._steps = [state[p]["step"] for p in self.params]
         self._lists = [(g, list(g["params"]), [state[p]["exp_avg"] for p in g["params"]],
                         [state[p]["exp_avg_sq"] for p in g["params"]], [state[p]["step"] for p in g["params"]])
                        for g in self.opt.param_groups if g["params"]]
         return True
 
+    def _calls(self) -> list[tuple[dict, list, list, list, list]]:
+        """One kernel call per distinct (lr, betas, eps, weight decay, kind): groups that
+        differ only in name share a call."""
+        calls: dict[tuple, tuple[dict, list, list, list, list]] = {}
+        for group, *tensors in self._lists:
+            key = (group["lr"], group["betas"], group["eps"], group["weight_decay"],
+                   bool(group.get("decoupled_weight_decay")))
+            if key not in calls:
+                calls[key] = (group, [], [], [], [])
+            for into, some in zip(calls[key][1:], tensors):
+                into.extend(some)
+        return list(calls.values())
+
     def step(self) -> None:
         if not self._direct or any(p.grad is None for p in self.params) or (self._lists is None and not self._build()):
             self.opt.step()
             return
-        for group, params, exp_avgs, exp_avg_sqs, steps in self._lists:
-            torch._foreach_add_(steps, 1)
+        torch._foreach_add_(self._steps, 1)
+        key = [(g["lr"], g["betas"], g["eps"], g["weight_decay"]) for g, *_ in self._lists]
+        if key != self._key:  # a schedule changed a rate: regroup
+            self._key, self._merged = key, self._calls()
+        for group, params, exp_avgs, exp_avg_sqs, steps in self._merged:
             kernel = torch._fused_adamw_ if group.get("decoupled_weight_decay") else torch._fused_adam_
             beta1, beta2 = group["betas"]
             kernel(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,

@@ -136,6 +136,25 @@ def _first_bad(model: nn.Module, xb: tuple[torch.Tensor, ...]) -> str:
     return "none (activations finite; the loss overflowed)"
 
 
+def reads_loss_each_step(device: torch.device) -> bool:
+    """Reading the loss each step costs nothing on the CPU; on a GPU it would wait for every
+    step, so there the losses are checked once per epoch (weights return to the epoch's start)."""
+    return torch.device(device).type == "cpu"
+
+
+def _diverged(model: nn.Module, xb: tuple[torch.Tensor, ...], last_good: dict[str, torch.Tensor], epoch: int,
+              step: int, lr: float, restore: bool = False) -> None:
+    """Raise TrainingDivergedError naming the step and first bad layer; put back the
+    weights from the start of the epoch if any went non-finite (or ``restore``)."""
+    where = _first_bad(model, xb)
+    if restore or any(not torch.isfinite(p).all() for p in model.parameters()):
+        model.load_state_dict(last_good)
+    raise TrainingDivergedError(
+        f"the loss became non-finite at epoch {epoch}, step {step} (first bad layer: {where}); training stopped "
+        f"with the last finite weights kept. Lower the learning rate (now {lr:g}) or check the initialization."
+    )
+
+
 def fit(
     model: nn.Module,
     X: Inputs,
@@ -184,7 +203,7 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
         raise ConfigError(f"val_fraction must lie in [0, 1), got {val_fraction}")
     # The default loss on a model that computes its own mean-squared-error gradients
     # (TabularMLP: one hand-written backward pass instead of an autograd graph).
-    own_mse_grads = getattr(model, "warmstart_mse_grads_", None) if loss_fn is None else None
+    own_gradients = getattr(model, "warmstart_mse_gradients", None) if loss_fn is None else None
     loss_fn = loss_fn or nn.functional.mse_loss
     gen = torch.Generator().manual_seed(seed)
     Xt, yt = _as_tuple(X), y
@@ -221,6 +240,7 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
         model.load_state_dict(resume.model)
         gen.set_state(resume.generator)
         epoch, result.history = resume.epoch, copy.deepcopy(resume.history)
+    check_each_step = reads_loss_each_step(device)
     for phase_index, phase in enumerate(plan.phases):
         # Every phase up to the resumed one is re-applied so the optimizer's groups are
         # rebuilt in the same order before its state is loaded.
@@ -252,40 +272,48 @@ def _fit(model, X, y, *, strategy, lr, epochs, batch_size, val, val_fraction, pa
             last_good = copy.deepcopy(model.state_dict())
             train_mode_(model)
             perm = torch.randperm(n, generator=gen).to(device)  # CPU generator: same order on any device
-            losses = []
+            losses, total = [], 0.0
+            mse_gradients = (own_gradients(Xt[0]) if own_gradients is not None and len(Xt) == 2
+                             and yt.shape == (n, 1) else None)
             for step, start in enumerate(range(0, n, batch_size), 1):
                 idx = perm[start : start + batch_size]
-                xb = tuple(t[idx] for t in Xt)
-                loss = own_mse_grads(*xb, yt[idx]) if own_mse_grads is not None else None
-                if loss is None:
+                xb = tuple(t.index_select(0, idx) for t in Xt)
+                yb = yt.index_select(0, idx)
+                if mse_gradients is not None:
+                    loss, backward = mse_gradients(*xb, yb), None
+                    if penalty is not None:
+                        extra = penalty(model)
+                        loss, backward = loss + extra.detach(), extra.backward  # adds to the gradients set
+                else:
                     stepper.zero_grad()
-                    loss = loss_fn(model(*xb), yt[idx])
+                    loss = loss_fn(model(*xb), yb)
                     if penalty is not None:
                         loss = loss + penalty(model)
                     backward = loss.backward
-                elif penalty is not None:
-                    extra = penalty(model)
-                    loss, backward = loss + extra.detach(), extra.backward  # adds to the gradients just set
+                if check_each_step:
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        _diverged(model, xb, last_good, epoch, step, lr)
+                    total += value
                 else:
-                    backward = None
-                if not torch.isfinite(loss):
-                    where = _first_bad(model, xb)
-                    if any(not torch.isfinite(p).all() for p in model.parameters()):
-                        model.load_state_dict(last_good)
-                    raise TrainingDivergedError(
-                        f"the loss became non-finite at epoch {epoch}, step {step} (first bad "
-                        f"layer: {where}); training stopped with the last finite weights kept. "
-                        f"Lower the learning rate (now {lr:g}) or check the initialization."
-                    )
+                    losses.append(loss.detach())
                 if backward is not None:
                     backward()
                 stepper.step()
                 restore_frozen_rows_(model)
-                losses.append(loss.detach())
+            if not check_each_step:
+                stacked = torch.stack(losses)
+                finite = torch.isfinite(stacked)
+                if not finite.all():
+                    step = int((~finite).nonzero()[0]) + 1
+                    start = (step - 1) * batch_size
+                    _diverged(model, tuple(t[perm[start : start + batch_size]] for t in Xt), last_good, epoch, step, lr,
+                              restore=True)  # the steps after it trained on non-finite gradients
+                total = stacked.sum().item()
             row: dict[str, Any] = {
                 "epoch": epoch,
                 "phase": phase.name,
-                "train_loss": torch.stack(losses).mean().item(),
+                "train_loss": total / math.ceil(n / batch_size),
             }
             if Xv is not None:
                 row["val_loss"] = evaluate_loss(model, Xv, yv, loss_fn)

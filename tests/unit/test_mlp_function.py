@@ -63,7 +63,7 @@ def test_mse_gradients_equal_autograd_through_pytorch_modules(lookup):
     F.mse_loss(module_forward(m, cat, num), y).backward()
     expected = {n: p.grad.clone() for n, p in m.named_parameters()}
     m.zero_grad(set_to_none=True)
-    loss = m.warmstart_mse_grads_(cat, num, y)
+    loss = m.warmstart_mse_gradients(cat)(cat, num, y)
     with torch.no_grad():
         assert loss.item() == pytest.approx(F.mse_loss(module_forward(m, cat, num), y).item(), rel=1e-6)
     for n, p in m.named_parameters():
@@ -76,7 +76,7 @@ def test_frozen_parameters_get_no_gradient_and_row_hooks_apply():
     m.body[0][0].weight.requires_grad_(False)
     m.embeddings["a"].weight.register_hook(lambda g: g * 0)
     cat, num, y = data(32)
-    m.warmstart_mse_grads_(cat, num, y)
+    m.warmstart_mse_gradients(cat)(cat, num, y)
     assert m.body[0][0].weight.grad is None
     assert torch.count_nonzero(m.embeddings["a"].weight.grad) == 0
     assert torch.count_nonzero(m.embeddings["b"].weight.grad) > 0
@@ -90,7 +90,7 @@ def test_forward_hooks_switch_to_the_module_path():
     cat, num, y = data(16)
     m(cat, num)
     assert seen == [torch.Size([16, 8])]
-    assert m.warmstart_mse_grads_(cat, num, y) is None
+    assert m.warmstart_mse_gradients(cat) is None
 
 
 def test_a_code_past_its_table_is_an_error_not_the_next_tables_row(lookup):
@@ -99,6 +99,8 @@ def test_a_code_past_its_table_is_an_error_not_the_next_tables_row(lookup):
     cat[1, 0] = 5  # column a has rows 0..4; row 5 of the concatenation is b's row 0
     with pytest.raises(IndexError):
         m(cat, num)
+    with pytest.raises(IndexError):
+        m.warmstart_mse_gradients(cat)
     cat[1, 0] = -1
     with pytest.raises(IndexError):
         m(cat, num)

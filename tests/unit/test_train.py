@@ -1,7 +1,10 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
 
+from warmstart import train as train_module
 from warmstart.errors import TrainingDivergedError
 from warmstart.init import init_
 from warmstart.train import fit
@@ -93,6 +96,23 @@ def test_exploding_loss_stops_naming_epoch_step_and_layer_and_keeps_finite_weigh
     with pytest.raises(TrainingDivergedError, match=r"epoch 1, step 1 \(first bad layer: \d+ \(explode activations\)"):
         fit(net, X.repeat(1, 8), y, epochs=5, lr=1e-3, batch_size=32)
     assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_on_a_gpu_the_loss_is_checked_once_per_epoch_naming_the_same_step(regression_data, tiny_mlp, monkeypatch):
+    """Without a per-step read (no per-step sync on a GPU) the error names the same first bad
+    step, and the weights go back to the start of that epoch."""
+    X, y = regression_data
+    errors = []
+    for each_step in (True, False):
+        monkeypatch.setattr(train_module, "reads_loss_each_step", lambda device, v=each_step: v)
+        net = copy.deepcopy(tiny_mlp)
+        start = copy.deepcopy(net.state_dict())
+        with pytest.raises(TrainingDivergedError) as info:
+            fit(net, X * 1e6, y, epochs=3, lr=1e6, batch_size=16, optimizer="sgd")
+        errors.append(str(info.value).split(" (first")[0])
+        if not each_step:
+            assert all(torch.equal(p, start[n]) for n, p in net.named_parameters())
+    assert errors[0] == errors[1] and "epoch 1, step" in errors[0]
 
 
 def test_huge_learning_rate_diverges_cleanly(regression_data, tiny_mlp):

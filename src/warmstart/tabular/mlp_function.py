@@ -90,13 +90,15 @@ def embed(codes: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tables]).take(layout.positions(codes))
 
 
-def forward_pass(codes: torch.Tensor, numeric: torch.Tensor, tables: list[torch.Tensor],
-                 layers: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], Layout]:
+def forward_pass(codes: torch.Tensor, numeric: torch.Tensor, tables: list[torch.Tensor], layers: list[torch.Tensor],
+                 check: bool = True) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], Layout]:
     """Output [B, 1], plus what the backward pass needs: the lookup positions (or codes),
-    the input of every Linear layer and the layout. ``layers`` = W_1, b_1, ..., W, b."""
+    the input of every Linear layer and the layout. ``layers`` = W_1, b_1, ..., W, b.
+    ``check=False`` skips the code range check (the caller checked these rows already)."""
     layout = layout_for(tables, codes.device)
     if layout.fused:
-        layout.check(codes)
+        if check:
+            layout.check(codes)
         lookup = layout.positions(codes)
         emb = torch.cat([t.reshape(-1) for t in tables]).take(lookup)
     else:
@@ -126,17 +128,18 @@ def backward_pass(grad_out: torch.Tensor, lookup: torch.Tensor, hidden: list[tor
         if need_layers[2 * i + 1]:
             grads[n_tables + 2 * i + 1] = g.sum(0)
         if i == 0:
-            grad_x0 = g @ layers[0] if need_input else None
+            grad_x0 = g if need_input else None
         elif need_input or lowest < i:
             g = torch.ops.aten.threshold_backward(g @ layers[2 * i], hidden[i], 0)
         else:
             break
     if grad_x0 is None:
         return None, grads
+    # g_1 W_1 split by columns of W_1: embedding part and numeric part, each contiguous.
     width = layout.width_total
-    grad_numeric = grad_x0[:, width:] if need_numeric else None
+    grad_numeric = grad_x0 @ layers[0][:, width:] if need_numeric else None
     if any(need_tables):
-        grad_emb = grad_x0[:, :width]
+        grad_emb = grad_x0 @ layers[0][:, :width]
         if layout.fused:
             flat = grad_x0.new_zeros(layout.numel).index_add_(0, lookup.reshape(-1), grad_emb.reshape(-1))
             for j, piece in enumerate(flat.split(layout.numels)):
@@ -172,25 +175,34 @@ class TabularMLPFunction(torch.autograd.Function):
         return (None, grad_numeric, None, *grads)
 
 
-def mse_grads_(codes: torch.Tensor, numeric: torch.Tensor, y: torch.Tensor, tables: list[torch.Tensor],
-               layers: list[torch.Tensor]) -> torch.Tensor:
-    """The mean squared error, with every parameter's ``.grad`` set to its gradient.
+class MSEGradients:
+    """``(codes, numeric, y) -> loss``: the mean squared error, with every trainable
+    parameter's ``.grad`` set to its gradient.
 
     The same numbers as ``mse_loss(TabularMLPFunction.apply(...), y).backward()`` on
-    cleared gradients, without autograd: dL/dout = 2 (out - y) / B. Parameters that do
-    not require a gradient keep ``.grad`` None; gradient hooks registered on a parameter
-    (``register_hook``, as ``freeze_rows_`` does) are applied as autograd would.
+    cleared gradients, without autograd: dL/dout = 2 (out - y) / B. Which parameters train
+    and their gradient hooks (``register_hook``, as ``freeze_rows_`` uses) are read once
+    here, so make a new one when they change; hooks are applied as autograd would. The
+    codes of ``rows`` are range-checked once here instead of on every batch.
     """
-    params = [*tables, *layers]
-    with torch.no_grad():
-        out, lookup, hidden, layout = forward_pass(codes, numeric, tables, layers)
-        diff = out - y
-        loss = diff.pow(2).mean()
-        _, grads = backward_pass(diff.mul_(2.0 / diff.numel()), lookup, hidden, tables, layers, layout, False,
-                                 [p.requires_grad for p in params])
-    for p, grad in zip(params, grads):
-        for hook in (p._backward_hooks or {}).values():
-            changed = hook(grad)
-            grad = grad if changed is None else changed
-        p.grad = grad
-    return loss
+
+    def __init__(self, tables: list[torch.Tensor], layers: list[torch.Tensor], rows: torch.Tensor) -> None:
+        self.tables, self.layers = tables, layers
+        self.params = [*tables, *layers]
+        self.need = [p.requires_grad for p in self.params]
+        self.hooks = [list(p._backward_hooks.values()) if p._backward_hooks else [] for p in self.params]
+        layout_for(tables, rows.device).check(rows)
+
+    def __call__(self, codes: torch.Tensor, numeric: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out, lookup, hidden, layout = forward_pass(codes, numeric, self.tables, self.layers, check=False)
+            diff = out.sub_(y)
+            loss = diff.square().mean()
+            _, grads = backward_pass(diff.mul_(2.0 / diff.numel()), lookup, hidden, self.tables, self.layers, layout,
+                                     False, self.need)
+        for p, grad, hooks in zip(self.params, grads, self.hooks):
+            for hook in hooks:
+                changed = hook(grad)
+                grad = grad if changed is None else changed
+            p.grad = grad
+        return loss

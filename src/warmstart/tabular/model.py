@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from ..errors import CheckpointError, ConfigError
-from .mlp_function import TabularMLPFunction, embed, mse_grads_
+from .mlp_function import MSEGradients, TabularMLPFunction, embed
 
 
 def embedding_dim(cardinality: int) -> int:
@@ -69,14 +69,15 @@ class TabularMLP(nn.Module):
             return TabularMLPFunction.apply(categorical, numeric, len(self.keys), *self.tables(), *self.layers())
         return self.head(self.body(torch.cat([embed(categorical, self.tables()), numeric], dim=1)))
 
-    def warmstart_mse_grads_(self, categorical: torch.Tensor, numeric: torch.Tensor,
-                             y: torch.Tensor) -> torch.Tensor | None:
-        """Mean squared error with every trainable parameter's ``.grad`` set, computed
-        without autograd (``mlp_function.mse_grads_``); None when the modules are not plain."""
-        if (not self._plain() or y.shape != (categorical.shape[0], 1)
-                or any(p._post_accumulate_grad_hooks for p in self.parameters())):
+    def warmstart_mse_gradients(self, categorical: torch.Tensor) -> MSEGradients | None:
+        """A function ``(categorical, numeric, y) -> loss`` that sets every trainable
+        parameter's ``.grad`` to the gradient of the mean squared error, without autograd
+        (``mlp_function.MSEGradients``), for batches of these ``categorical`` rows; None
+        when the modules are not plain or a parameter has a post-accumulate hook. It
+        reads the frozen set and hooks once: ``fit`` makes one per epoch."""
+        if not self._plain() or any(p._post_accumulate_grad_hooks for p in self.parameters()):
             return None
-        return mse_grads_(categorical, numeric, y, self.tables(), self.layers())
+        return MSEGradients(self.tables(), self.layers(), categorical)
 
     def tables(self) -> list[torch.Tensor]:
         return [emb.weight for emb in self.embeddings.values()]
