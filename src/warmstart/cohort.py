@@ -1,14 +1,21 @@
-"""Train K TabularMLPs of one architecture at once: stacked weights, batched matmuls.
+"""Train K TabularMLPs of one architecture at once: one flat tensor, batched matmuls.
 
-A batch-64 step of a small MLP is mostly per-op overhead (the arithmetic takes ~30 us of a
-~0.7 ms step), so K models sharing every op cost little more than one. The members share
-the training and validation rows (as every strategy of one study cell does) but each has
-its own strategy (frozen blocks, row freezes, phases, per-block learning rates, L2-SP),
-learning rate, seeded batch order and early stopping. A member that has stopped no longer
-changes. The result equals K separate ``fit`` calls to float tolerance: the gradient of the
-summed per-member losses with respect to member k's slice is member k's own gradient, and
-Adam is applied elementwise with a step count per element, as separate optimizers count
-per parameter (a group added in lp-ft's second phase starts its own count).
+A batch-64 step of a small MLP is mostly per-op overhead, so K models sharing every op
+cost little more than one. The members share the training and validation rows (as every
+strategy of one study cell does) but each has its own strategy (frozen blocks, row
+freezes, phases, per-block learning rates, L2-SP), learning rate, seeded batch order and
+early stopping. A member that has stopped no longer changes.
+
+All K members' parameters live side by side in one [K, P] tensor (each parameter a view
+into it), and so do their gradients and Adam moments: every optimizer operation is one
+elementwise kernel over all members and parameters. Forward and backward are written
+out as in ``tabular.mlp_function`` with ``bmm`` over the member axis; the embeddings of
+all columns of all members come from one gather and go back by one ``index_add``.
+
+The result equals K separate ``fit`` calls to float tolerance: the gradient of the summed
+per-member losses with respect to member k's slice is member k's own gradient, and Adam is
+applied per element with a step count per member and parameter, as separate optimizers
+count per parameter (a group added in lp-ft's second phase starts its own count).
 """
 
 from __future__ import annotations
@@ -24,22 +31,102 @@ from .freeze import frozen_rows
 from .init import init_
 from .names import block_of, blocks
 from .strategies import Strategy, apply_phase_, parse_strategy
+from .tabular.mlp_function import layout_for
 from .tabular.model import TabularMLP
 from .train import FitResult
 
 BETAS, EPS = (0.9, 0.999), 1e-8
 
 
-def cohort_forward(p: dict[str, torch.Tensor], keys: list[str], n_body: int, cat: torch.Tensor,
-                   num: torch.Tensor) -> torch.Tensor:
-    """Outputs [K, B, 1] of K stacked TabularMLPs on per-member batches cat [K, B, C], num [K, B, N]."""
-    k = torch.arange(cat.shape[0]).unsqueeze(1)
-    parts = [p[f"embeddings.{key}.weight"][k, cat[:, :, j]] for j, key in enumerate(keys)]
-    x = torch.cat([*parts, num], dim=2)
-    for i in range(n_body):
-        w, b = p[f"body.{i}.0.weight"], p[f"body.{i}.0.bias"]
-        x = torch.relu(torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2)))
-    return torch.baddbmm(p["head.bias"].unsqueeze(1), x, p["head.weight"].transpose(1, 2))
+class _Stack:
+    """K members' parameters in one flat tensor, parameter by parameter: for each name a
+    contiguous [K, *shape] block, so every per-name view works as a ``bmm`` operand and an
+    elementwise kernel over the whole tensor updates every member and parameter at once."""
+
+    def __init__(self, models: Sequence[TabularMLP]) -> None:
+        first = dict(models[0].named_parameters())
+        self.names = list(first)
+        self.shapes = [tuple(first[n].shape) for n in self.names]
+        self.sizes = [first[n].numel() for n in self.names]
+        self.K = len(models)
+        params = [dict(m.named_parameters()) for m in models]
+        self.data = torch.cat([torch.stack([p[n].detach() for p in params]).reshape(-1) for n in self.names])
+        self.views = self.split(self.data)
+        self._counts = torch.tensor([size for size in self.sizes for _ in range(self.K)])
+
+    def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named contiguous [K, *shape] views of a tensor laid out like ``data``."""
+        pieces = flat.split([self.K * size for size in self.sizes])
+        return {n: piece.view(self.K, *shape) for n, piece, shape in zip(self.names, pieces, self.shapes)}
+
+    def offset(self, name: str) -> int:
+        return self.K * sum(self.sizes[: self.names.index(name)])
+
+    def per_param(self, small: torch.Tensor) -> torch.Tensor:
+        """[K, n_params] -> laid out like ``data``: each value over its parameter's elements."""
+        return small.t().reshape(-1).repeat_interleave(self._counts, output_size=self.data.numel())
+
+    def member(self, k: int) -> list[torch.Tensor]:
+        return [v[k].clone() for v in self.views.values()]
+
+    def set_member_(self, k: int, values: list[torch.Tensor]) -> None:
+        for v, value in zip(self.views.values(), values):
+            v[k] = value
+
+
+class _CohortMLP:
+    """Forward and backward of K stacked TabularMLPs on per-member batches.
+
+    Codes [K, B, C], numeric [K, B, N]. Output column d of the embeddings is column e of
+    table j; member k's table j starts at o_jk in ``data``, so its value is
+    ``data[o_jk + c_j * w_j + e]``: one gather for all columns and members, one
+    ``index_add`` back. a_i = h_{i-1} W_i^T + b_i per member (``baddbmm``), h_i = relu(a_i);
+    backward as in ``mlp_function.backward_pass`` with ``bmm``: dW_i = g_i^T h_{i-1},
+    db_i = sum over rows of g_i, g_{i-1} = (g_i W_i) * [h_{i-1} > 0].
+    """
+
+    def __init__(self, stack: _Stack, model: TabularMLP) -> None:
+        self.stack = stack
+        tables = model.tables()
+        self.n_tables = len(tables)
+        self.width = sum(t.shape[1] for t in tables)
+        self.table_elements = sum(stack.K * t.numel() for t in tables)
+        column, width, base = [], [], []
+        for j, (name, t) in enumerate(zip(stack.names, tables)):
+            rows, cols = t.shape
+            for e in range(cols):
+                column.append(j)
+                width.append(cols)
+                base.append([stack.offset(name) + k * rows * cols + e for k in range(stack.K)])
+        self.column, self.col_width = torch.tensor(column), torch.tensor(width)
+        self.base = torch.tensor(base).t().unsqueeze(1)  # [K, 1, D]
+        names = stack.names[self.n_tables :]
+        self.layers = list(zip(names[0::2], names[1::2]))  # (weight, bias) per Linear, head last
+
+    def forward(self, codes: torch.Tensor, numeric: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list]:
+        v = self.stack.views
+        per_column = torch.gather(codes, 2, self.column.expand(*codes.shape[:2], -1))
+        lookup = torch.addcmul(self.base, per_column, self.col_width)
+        h = torch.cat([self.stack.data.index_select(0, lookup.view(-1)).view(lookup.shape), numeric], dim=2)
+        hidden = [h]
+        for w, b in self.layers[:-1]:
+            h = torch.baddbmm(v[b].unsqueeze(1), h, v[w].transpose(1, 2)).relu_()
+            hidden.append(h)
+        w, b = self.layers[-1]
+        return torch.baddbmm(v[b].unsqueeze(1), h, v[w].transpose(1, 2)), lookup, hidden
+
+    def backward(self, g: torch.Tensor, lookup: torch.Tensor, hidden: list, grad: torch.Tensor) -> None:
+        """Write dL/d(parameters) for the output gradient g [K, B, 1] into ``grad``."""
+        v, gv = self.stack.views, self.stack.split(grad)
+        for i in range(len(self.layers) - 1, -1, -1):
+            w, b = self.layers[i]
+            torch.bmm(g.transpose(1, 2), hidden[i], out=gv[w])
+            torch.sum(g, dim=1, out=gv[b])
+            if i > 0:
+                g = torch.ops.aten.threshold_backward(torch.bmm(g, v[w]), hidden[i], 0)
+        grad_emb = torch.bmm(g, v[self.layers[0][0]][:, :, : self.width])
+        grad[: self.table_elements].zero_()
+        grad.index_add_(0, lookup.reshape(-1), grad_emb.reshape(-1))
 
 
 @dataclass
@@ -50,7 +137,7 @@ class _Member:
     phase: int = 0
     epoch: int = 0
     phase_epochs: int = 0
-    best: tuple[float, int | None, dict[str, torch.Tensor] | None] = (math.inf, None, None)
+    best: tuple[float, int | None, list[torch.Tensor] | None] = (math.inf, None, None)
     stale: int = 0
     done: bool = False
 
@@ -71,43 +158,49 @@ def _phase_masks(model: TabularMLP, plan: Strategy, phase: int, lr: float) -> di
     return out
 
 
-def _adam_step_(params: dict[str, torch.Tensor], m_state: dict[str, torch.Tensor], v_state: dict[str, torch.Tensor],
-                steps: dict[str, torch.Tensor], rates: dict[str, torch.Tensor], trainable: dict[str, torch.Tensor],
-                trains: dict[str, torch.Tensor], active: torch.Tensor) -> None:
-    """One Adam step for every member at once (``torch._foreach_*`` over the stacked tensors).
+class _FlatAdam:
+    """Adam over the flat layout: per-element moments, a step count per member and parameter.
 
-    Member k updates parameter n only when n is in its optimizer and k still trains; the
-    others keep weights, moments and step count. Per element: m = b1 m + (1-b1) g,
-    v = b2 v + (1-b2) g^2, w -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps).
+    With on = 1 where the element's member trains it now (0 where frozen, not yet in the
+    optimizer, or the member has stopped), r its learning rate and t its parameter's count:
+    m += (1 - b1) on (g - m), v += (1 - b2) on (g^2 - v),
+    w -= r / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    Elements that never trained keep m = 0 and never move. Every trained count grows by one
+    per step, so between mask changes the counts take a few fixed offsets (one, or two in
+    lp-ft's second phase); the bias corrections are applied per offset group.
     """
-    names = [n for n in params if (trains[n] & active).any()]
-    if not names:
-        return
-    sels, bc1, bc2 = [], [], []
-    for n in names:
-        on = (trains[n] & active).float()
-        steps[n] += on
-        shape = (on.shape[0],) + (1,) * (params[n].dim() - 1)
-        sel = on.view(shape)
-        step = steps[n].clamp(min=1).view(shape)
-        sels.append(sel)
-        bc1.append(sel / (1 - BETAS[0] ** step))
-        bc2.append((1 - BETAS[1] ** step).sqrt())
-    ts = [params[n] for n in names]
-    ms, vs = [m_state[n] for n in names], [v_state[n] for n in names]
-    gs = torch._foreach_mul([t.grad for t in ts], [trainable[n] for n in names])
-    torch._foreach_mul_(gs, sels)
-    torch._foreach_mul_(ms, [1 - (1 - BETAS[0]) * s for s in sels])
-    torch._foreach_add_(ms, gs, alpha=1 - BETAS[0])
-    torch._foreach_mul_(vs, [1 - (1 - BETAS[1]) * s for s in sels])
-    torch._foreach_addcmul_(vs, gs, gs, value=1 - BETAS[1])
-    denom = torch._foreach_sqrt(vs)
-    torch._foreach_div_(denom, bc2)
-    torch._foreach_add_(denom, EPS)
-    update = torch._foreach_mul(ms, [rates[n] for n in names])
-    torch._foreach_mul_(update, bc1)
-    torch._foreach_div_(update, denom)
-    torch._foreach_sub_(ts, update)
+
+    def __init__(self, stack: _Stack) -> None:
+        self.stack = stack
+        self.m, self.v = torch.zeros_like(stack.data), torch.zeros_like(stack.data)
+        self.steps = torch.zeros(stack.K, len(stack.names))
+
+    def set_masks(self, rate: torch.Tensor, trains: torch.Tensor, on: torch.Tensor) -> None:
+        """rate and on laid out like the parameters; trains [K, n_params] (counted this phase)."""
+        self.rate, self.trains = rate, trains
+        self.w1, self.w2 = on * (1 - BETAS[0]), on * (1 - BETAS[1])
+        self.elapsed = 0
+        counts = sorted({float(c) for c in self.steps[trains > 0].tolist()})
+        self.groups = [(c, self.stack.per_param(((self.steps == c) & (trains > 0)).float())) for c in counts]
+
+    def step(self, grad: torch.Tensor) -> None:
+        self.steps += self.trains
+        self.elapsed += 1
+        self.m.lerp_(grad, self.w1)
+        self.v.lerp_(grad.square(), self.w2)
+        denom = self.v.sqrt()
+        if len(self.groups) == 1:
+            t = self.groups[0][0] + self.elapsed
+            denom.mul_(1 / math.sqrt(1 - BETAS[1] ** t)).add_(EPS)
+            self.stack.data.addcdiv_(self.m * self.rate, denom, value=-1 / (1 - BETAS[0] ** t))
+            return
+        inv_c1, inv_c2 = torch.zeros_like(denom), torch.zeros_like(denom)
+        for count, mask in self.groups:
+            t = count + self.elapsed
+            inv_c1.add_(mask, alpha=1 / (1 - BETAS[0] ** t))
+            inv_c2.add_(mask, alpha=1 / math.sqrt(1 - BETAS[1] ** t))
+        denom.mul_(inv_c2).add_(EPS)
+        self.stack.data.addcdiv_(self.m * self.rate * inv_c1, denom, value=-1)
 
 
 def fit_cohort(
@@ -143,29 +236,41 @@ def fit_cohort(
                 torch.manual_seed(seed)
                 init_(m, "default")
         members.append(_Member(plan, float(lr), torch.Generator().manual_seed(seed)))
-    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_(True)
-              for n in names}
-    anchor = {n: t.detach().clone() for n, t in params.items()}
+    cat, num = X
+    check = layout_for(models[0].tables(), cat.device).check
+    check(cat)
+    if val is not None:
+        check(val[0][0])
+    stack = _Stack(models)
+    net = _CohortMLP(stack, models[0])
+    adam = _FlatAdam(stack)
     alpha = torch.tensor([m.plan.l2sp_alpha or 0.0 for m in members])
-    rates = {n: torch.zeros_like(t) for n, t in params.items()}
-    trainable = {n: torch.zeros_like(t) for n, t in params.items()}  # 1 where the element may change
-    trains = {n: torch.zeros(K, dtype=torch.bool) for n in names}  # in the member's optimizer yet
+    anchor = stack.data.clone() if alpha.any() else None
+    rate = torch.zeros_like(stack.data)  # per element: its learning rate, 0 where frozen
+    rate_views = stack.split(rate)
+    in_optimizer = torch.zeros(K, len(names), dtype=torch.bool)
+    grad = torch.zeros_like(stack.data)
+    penalty_weight = None
 
     def enter_phase(k: int) -> None:
         member = members[k]
-        for n, rate in _phase_masks(models[k], member.plan, member.phase, member.lr).items():
-            rates[n][k] = rate
-            trainable[n][k] = (rate > 0).to(rate.dtype)
-            trains[n][k] = trains[n][k] or models[k].get_parameter(n).requires_grad
+        for i, (n, r) in enumerate(_phase_masks(models[k], member.plan, member.phase, member.lr).items()):
+            rate_views[n][k] = r
+            in_optimizer[k, i] |= models[k].get_parameter(n).requires_grad
+
+    def refresh_masks() -> None:
+        nonlocal penalty_weight
+        alive = torch.tensor([[0.0 if m.done else 1.0] for m in members])
+        active = stack.per_param(alive.expand(K, len(names)))
+        on = (rate > 0).float().mul_(active)
+        adam.set_masks(rate * active, in_optimizer.float() * alive, on)
+        if anchor is not None:  # L2-SP: dL/dw += alpha (w - w0) where the member trains w
+            penalty_weight = on * stack.per_param(alpha.view(K, 1).expand(K, len(names)))
 
     for k in range(K):
         enter_phase(k)
-    m_state = {n: torch.zeros_like(t) for n, t in params.items()}
-    v_state = {n: torch.zeros_like(t) for n, t in params.items()}
-    steps = {n: torch.zeros(K) for n in names}
-    cat, num = X
-    n_rows, keys, n_body = y.shape[0], models[0].keys, len(models[0].body)
-    idx_k = torch.arange(K).unsqueeze(1)
+    refresh_masks()
+    n_rows = y.shape[0]
     results = [FitResult(m.plan.name) for m in members]
 
     def budget(member: _Member) -> int:
@@ -174,37 +279,32 @@ def fit_cohort(
             return epochs
         return min(phase.max_epochs or epochs, epochs - (member.epoch - member.phase_epochs))
 
-    def penalty() -> torch.Tensor:
-        total = torch.zeros(K)
-        for n, t in params.items():
-            if alpha.any():
-                diff = (t - anchor[n]).pow(2) * trainable[n]
-                total = total + 0.5 * alpha * diff.flatten(1).sum(1)
-        return total
-
     while not all(m.done for m in members):
-        active = torch.tensor([not m.done for m in members])
+        active = torch.tensor([0.0 if m.done else 1.0 for m in members]).view(K, 1, 1)
         perms = torch.stack([torch.randperm(n_rows, generator=m.gen) if not m.done else torch.arange(n_rows)
                              for m in members])
         for start in range(0, n_rows, batch_size):
             idx = perms[:, start : start + batch_size]
-            out = cohort_forward(params, keys, n_body, cat[idx], num[idx])
-            per_member = (out - y[idx]).pow(2).mean(dim=(1, 2))
-            if alpha.any():
-                per_member = per_member + penalty()
-            if not torch.isfinite(per_member[active]).all():
-                bad = [members[k].plan.name for k in range(K) if active[k] and not torch.isfinite(per_member[k])]
+            rows = idx.reshape(-1)
+            shape = (K, idx.shape[1], -1)
+            out, lookup, hidden = net.forward(cat.index_select(0, rows).view(shape),
+                                              num.index_select(0, rows).view(shape))
+            diff = out.sub_(y.index_select(0, rows).view(shape))
+            per_member = diff.square().mean(dim=(1, 2))
+            if not math.isfinite((per_member * active.view(K)).sum().item()):
+                bad = [members[k].plan.name for k in range(K) if not members[k].done
+                       and not torch.isfinite(per_member[k])]
                 raise TrainingDivergedError(f"the loss became non-finite for cohort member(s) {bad}")
-            for t in params.values():
-                t.grad = None
-            (per_member * active).sum().backward()
-            with torch.no_grad():
-                _adam_step_(params, m_state, v_state, steps, rates, trainable, trains, active)
+            net.backward(diff.mul_(active * (2.0 / idx.shape[1])), lookup, hidden, grad)
+            if penalty_weight is not None:
+                grad.addcmul_(stack.data - anchor, penalty_weight)
+            adam.step(grad)
+        changed = False
         with torch.no_grad():
             val_loss = None
             if val is not None:
                 (vc, vn), vy = val
-                vo = cohort_forward(params, keys, n_body, vc.expand(K, *vc.shape), vn.expand(K, *vn.shape))
+                vo, _, _ = net.forward(vc.expand(K, *vc.shape), vn.expand(K, *vn.shape))
                 val_loss = (vo - vy).pow(2).mean(dim=(1, 2))
             for k, member in enumerate(members):
                 if member.done:
@@ -216,8 +316,7 @@ def fit_cohort(
                 stop = False
                 if val_loss is not None:
                     if float(val_loss[k]) < member.best[0]:
-                        member.best = (float(val_loss[k]), member.epoch,
-                                       {n: t[k].detach().clone() for n, t in params.items()})
+                        member.best = (float(val_loss[k]), member.epoch, stack.member(k))
                         member.stale = 0
                     else:
                         member.stale += 1
@@ -225,8 +324,7 @@ def fit_cohort(
                         results[k].stopped_early |= stop
                 if stop or member.phase_epochs >= budget(member):
                     if member.best[2] is not None:
-                        for n, t in params.items():
-                            t[k] = member.best[2][n]
+                        stack.set_member_(k, member.best[2])
                         results[k].best_epoch, results[k].best_val_loss = member.best[1], member.best[0]
                     member.phase += 1
                     member.phase_epochs, member.stale = 0, 0
@@ -235,10 +333,13 @@ def fit_cohort(
                         member.done = True
                     else:
                         enter_phase(k)
+                    changed = True
+        if changed:
+            refresh_masks()
     with torch.no_grad():
         for k, m in enumerate(models):
             for n, p in m.named_parameters():
-                p.copy_(params[n][k])
+                p.copy_(stack.views[n][k])
     for k, r in enumerate(results):
         r.epochs_run = members[k].epoch
     return results
