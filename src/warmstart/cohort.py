@@ -107,7 +107,7 @@ class _CohortMLP:
         v = self.stack.views
         per_column = torch.gather(codes, 2, self.column.expand(*codes.shape[:2], -1))
         lookup = torch.addcmul(self.base, per_column, self.col_width)
-        h = torch.cat([self.stack.data.index_select(0, lookup.view(-1)).view(lookup.shape), numeric], dim=2)
+        h = torch.cat([self.stack.data.index_select(0, lookup.reshape(-1)).view(lookup.shape), numeric], dim=2)
         hidden = [h]
         for w, b in self.layers[:-1]:
             h = torch.baddbmm(v[b].unsqueeze(1), h, v[w].transpose(1, 2)).relu_()

@@ -74,6 +74,16 @@ def test_a_cohort_without_validation_runs_every_epoch():
             torch.testing.assert_close(q, p, rtol=0, atol=1e-5)
 
 
+def test_a_last_batch_of_one_row_trains_like_separate_fits():
+    X, y = data(4, n=65, cards=CARDS)
+    separate = model(0, grown=False)
+    fit(separate, X, y, epochs=2, batch_size=64, lr=1e-3, seed=3)
+    together = [model(0, grown=False), model(1, grown=False)]
+    fit_cohort(together, X, y, strategies=["full", "probe"], lrs=[1e-3] * 2, seeds=[3, 3], epochs=2, batch_size=64)
+    for p, q in zip(separate.parameters(), together[0].parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=1e-5)
+
+
 def test_members_of_different_architectures_are_refused():
     from warmstart.errors import ConfigError
 
