@@ -43,21 +43,28 @@ class _Stack:
     contiguous [K, *shape] block, so every per-name view works as a ``bmm`` operand and an
     elementwise kernel over the whole tensor updates every member and parameter at once."""
 
-    def __init__(self, models: Sequence[TabularMLP]) -> None:
-        first = dict(models[0].named_parameters())
-        self.names = list(first)
-        self.shapes = [tuple(first[n].shape) for n in self.names]
-        self.sizes = [first[n].numel() for n in self.names]
-        self.K = len(models)
+    def __init__(self, names: list[str], shapes: list[tuple[int, ...]], data: torch.Tensor, K: int) -> None:
+        self.names, self.shapes, self.K, self.data = names, shapes, K, data
+        self.sizes = [math.prod(shape) for shape in shapes]
+        self.views = self.split(data)
+        self._counts = torch.tensor([size for size in self.sizes for _ in range(K)])
+
+    @classmethod
+    def of(cls, models: Sequence[TabularMLP]) -> _Stack:
         params = [dict(m.named_parameters()) for m in models]
-        self.data = torch.cat([torch.stack([p[n].detach() for p in params]).reshape(-1) for n in self.names])
-        self.views = self.split(self.data)
-        self._counts = torch.tensor([size for size in self.sizes for _ in range(self.K)])
+        names = list(params[0])
+        data = torch.cat([torch.stack([p[n].detach() for p in params]).reshape(-1) for n in names])
+        return cls(names, [tuple(params[0][n].shape) for n in names], data, len(models))
 
     def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named contiguous [K, *shape] views of a tensor laid out like ``data``."""
         pieces = flat.split([self.K * size for size in self.sizes])
         return {n: piece.view(self.K, *shape) for n, piece, shape in zip(self.names, pieces, self.shapes)}
+
+    def select(self, flat: torch.Tensor, slots: list[int]) -> torch.Tensor:
+        """The given members' part of a tensor laid out like ``data``, in the layout of a smaller stack."""
+        index = torch.tensor(slots)
+        return torch.cat([v.index_select(0, index).reshape(-1) for v in self.split(flat).values()])
 
     def offset(self, name: str) -> int:
         return self.K * sum(self.sizes[: self.names.index(name)])
@@ -241,90 +248,39 @@ def fit_cohort(
     check(cat)
     if val is not None:
         check(val[0][0])
-    stack = _Stack(models)
-    net = _CohortMLP(stack, models[0])
-    adam = _FlatAdam(stack)
-    alpha = torch.tensor([m.plan.l2sp_alpha or 0.0 for m in members])
-    anchor = stack.data.clone() if alpha.any() else None
-    rate = torch.zeros_like(stack.data)  # per element: its learning rate, 0 where frozen
-    rate_views = stack.split(rate)
-    in_optimizer = torch.zeros(K, len(names), dtype=torch.bool)
-    grad = torch.zeros_like(stack.data)
-    penalty_weight = None
-
-    def enter_phase(k: int) -> None:
-        member = members[k]
-        for i, (n, r) in enumerate(_phase_masks(models[k], member.plan, member.phase, member.lr).items()):
-            rate_views[n][k] = r
-            in_optimizer[k, i] |= models[k].get_parameter(n).requires_grad
-
-    def refresh_masks() -> None:
-        nonlocal penalty_weight
-        alive = torch.tensor([[0.0 if m.done else 1.0] for m in members])
-        active = stack.per_param(alive.expand(K, len(names)))
-        on = (rate > 0).float().mul_(active)
-        adam.set_masks(rate * active, in_optimizer.float() * alive, on)
-        if anchor is not None:  # L2-SP: dL/dw += alpha (w - w0) where the member trains w
-            penalty_weight = on * stack.per_param(alpha.view(K, 1).expand(K, len(names)))
-
-    for k in range(K):
-        enter_phase(k)
-    refresh_masks()
     n_rows = y.shape[0]
     results = [FitResult(m.plan.name) for m in members]
-
-    def budget(member: _Member) -> int:
-        phase = member.plan.phases[member.phase]
-        if len(member.plan.phases) == 1:
-            return epochs
-        return min(phase.max_epochs or epochs, epochs - (member.epoch - member.phase_epochs))
-
-    while not all(m.done for m in members):
-        active = torch.tensor([0.0 if m.done else 1.0 for m in members]).view(K, 1, 1)
-        perms = torch.stack([torch.randperm(n_rows, generator=m.gen) if not m.done else torch.arange(n_rows)
-                             for m in members])
+    run = _Run(models, members)
+    while run.live:
+        perms = torch.stack([torch.randperm(n_rows, generator=members[k].gen) for k in run.live])
         for start in range(0, n_rows, batch_size):
-            idx = perms[:, start : start + batch_size]
-            rows = idx.reshape(-1)
-            shape = (K, idx.shape[1], -1)
-            out, lookup, hidden = net.forward(cat.index_select(0, rows).view(shape),
-                                              num.index_select(0, rows).view(shape))
-            diff = out.sub_(y.index_select(0, rows).view(shape))
-            per_member = diff.square().mean(dim=(1, 2))
-            if not math.isfinite((per_member * active.view(K)).sum().item()):
-                bad = [members[k].plan.name for k in range(K) if not members[k].done
-                       and not torch.isfinite(per_member[k])]
-                raise TrainingDivergedError(f"the loss became non-finite for cohort member(s) {bad}")
-            net.backward(diff.mul_(active * (2.0 / idx.shape[1])), lookup, hidden, grad)
-            if penalty_weight is not None:
-                grad.addcmul_(stack.data - anchor, penalty_weight)
-            adam.step(grad)
-        changed = False
+            run.train_step(cat, num, y, perms[:, start : start + batch_size])
         with torch.no_grad():
             val_loss = None
             if val is not None:
                 (vc, vn), vy = val
-                vo, _, _ = net.forward(vc.expand(K, *vc.shape), vn.expand(K, *vn.shape))
+                K = len(run.live)
+                vo, _, _ = run.net.forward(vc.expand(K, *vc.shape), vn.expand(K, *vn.shape))
                 val_loss = (vo - vy).pow(2).mean(dim=(1, 2))
-            for k, member in enumerate(members):
-                if member.done:
-                    continue
+            phase_changed = False
+            for slot, k in enumerate(run.live):
+                member = members[k]
                 member.epoch += 1
                 member.phase_epochs += 1
                 results[k].history.append({"epoch": member.epoch, "phase": member.plan.phases[member.phase].name,
-                                           **({"val_loss": float(val_loss[k])} if val_loss is not None else {})})
+                                           **({"val_loss": float(val_loss[slot])} if val_loss is not None else {})})
                 stop = False
                 if val_loss is not None:
-                    if float(val_loss[k]) < member.best[0]:
-                        member.best = (float(val_loss[k]), member.epoch, stack.member(k))
+                    if float(val_loss[slot]) < member.best[0]:
+                        member.best = (float(val_loss[slot]), member.epoch, run.stack.member(slot))
                         member.stale = 0
                     else:
                         member.stale += 1
                         stop = member.stale >= patience
                         results[k].stopped_early |= stop
-                if stop or member.phase_epochs >= budget(member):
+                if stop or member.phase_epochs >= _budget(member, epochs):
                     if member.best[2] is not None:
-                        stack.set_member_(k, member.best[2])
+                        run.stack.set_member_(slot, member.best[2])
                         results[k].best_epoch, results[k].best_val_loss = member.best[1], member.best[0]
                     member.phase += 1
                     member.phase_epochs, member.stale = 0, 0
@@ -332,14 +288,98 @@ def fit_cohort(
                     if member.phase >= len(member.plan.phases) or member.epoch >= epochs:
                         member.done = True
                     else:
-                        enter_phase(k)
-                    changed = True
-        if changed:
-            refresh_masks()
-    with torch.no_grad():
-        for k, m in enumerate(models):
-            for n, p in m.named_parameters():
-                p.copy_(stack.views[n][k])
+                        run.enter_phase(slot)
+                        phase_changed = True
+            if any(members[k].done for k in run.live):
+                run.drop_finished()
+            elif phase_changed:
+                run.refresh_masks()
     for k, r in enumerate(results):
         r.epochs_run = members[k].epoch
     return results
+
+
+def _budget(member: _Member, epochs: int) -> int:
+    """Epochs the member's current phase may still run."""
+    phase = member.plan.phases[member.phase]
+    if len(member.plan.phases) == 1:
+        return epochs
+    return min(phase.max_epochs or epochs, epochs - (member.epoch - member.phase_epochs))
+
+
+class _Run:
+    """The members still training (``live``: member indices, one stack slot each) and
+    everything laid out per slot: weights, Adam state, per-element rates, L2-SP anchors.
+    A member that finishes goes back into its model and leaves the stack: a finished model
+    stops costing compute."""
+
+    def __init__(self, models: Sequence[TabularMLP], members: list[_Member]) -> None:
+        self.models, self.members = models, members
+        self.live = list(range(len(models)))
+        self.stack = _Stack.of(models)
+        self.adam = _FlatAdam(self.stack)
+        self.alpha = torch.tensor([m.plan.l2sp_alpha or 0.0 for m in members])
+        self.anchor = self.stack.data.clone() if self.alpha.any() else None
+        self.rate = torch.zeros_like(self.stack.data)  # per element: its learning rate, 0 where frozen
+        self.in_optimizer = torch.zeros(len(models), len(self.stack.names), dtype=torch.bool)
+        for slot in range(len(models)):
+            self.enter_phase(slot)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.net = _CohortMLP(self.stack, self.models[0])
+        self.grad = torch.zeros_like(self.stack.data)
+        self.refresh_masks()
+
+    def enter_phase(self, slot: int) -> None:
+        k = self.live[slot]
+        member, rates = self.members[k], self.stack.split(self.rate)
+        for i, (n, r) in enumerate(_phase_masks(self.models[k], member.plan, member.phase, member.lr).items()):
+            rates[n][slot] = r
+            self.in_optimizer[slot, i] |= self.models[k].get_parameter(n).requires_grad
+
+    def refresh_masks(self) -> None:
+        on = (self.rate > 0).float()
+        self.adam.set_masks(self.rate, self.in_optimizer.float(), on)
+        self.penalty_weight = None
+        if self.anchor is not None:  # L2-SP: dL/dw += alpha (w - w0) where the member trains w
+            n = len(self.stack.names)
+            self.penalty_weight = on * self.stack.per_param(self.alpha.view(-1, 1).expand(-1, n))
+
+    def drop_finished(self) -> None:
+        """Write finished members into their models and shrink every per-slot tensor."""
+        keep = [slot for slot, k in enumerate(self.live) if not self.members[k].done]
+        with torch.no_grad():
+            for slot, k in enumerate(self.live):
+                if self.members[k].done:
+                    for n, p in self.models[k].named_parameters():
+                        p.copy_(self.stack.views[n][slot])
+        old, index = self.stack, torch.tensor(keep, dtype=torch.long)
+        self.live = [self.live[slot] for slot in keep]
+        if not keep:
+            return
+        self.stack = _Stack(old.names, old.shapes, old.select(old.data, keep), len(keep))
+        m, v, steps = old.select(self.adam.m, keep), old.select(self.adam.v, keep), self.adam.steps[index]
+        self.adam = _FlatAdam(self.stack)
+        self.adam.m, self.adam.v, self.adam.steps = m, v, steps
+        self.rate = old.select(self.rate, keep)
+        self.in_optimizer = self.in_optimizer[index]
+        self.alpha = self.alpha[index]
+        if self.anchor is not None:
+            self.anchor = old.select(self.anchor, keep)
+        self._rebuild()
+
+    def train_step(self, cat: torch.Tensor, num: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
+        """One Adam step of every live member on its batch (row indices idx [K, B])."""
+        rows, shape = idx.reshape(-1), (*idx.shape, -1)
+        out, lookup, hidden = self.net.forward(cat.index_select(0, rows).view(shape),
+                                               num.index_select(0, rows).view(shape))
+        diff = out.sub_(y.index_select(0, rows).view(shape))
+        per_member = diff.square().mean(dim=(1, 2))
+        if not math.isfinite(per_member.sum().item()):
+            bad = [self.members[k].plan.name for slot, k in enumerate(self.live) if not torch.isfinite(per_member[slot])]
+            raise TrainingDivergedError(f"the loss became non-finite for cohort member(s) {bad}")
+        self.net.backward(diff.mul_(2.0 / idx.shape[1]), lookup, hidden, self.grad)
+        if self.penalty_weight is not None:
+            self.grad.addcmul_(self.stack.data - self.anchor, self.penalty_weight)
+        self.adam.step(self.grad)
