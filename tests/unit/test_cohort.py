@@ -84,6 +84,25 @@ def test_a_last_batch_of_one_row_trains_like_separate_fits():
         torch.testing.assert_close(q, p, rtol=0, atol=1e-5)
 
 
+def test_a_finished_member_stops_costing_compute(monkeypatch):
+    """Members leave the stack when they stop: later steps run on fewer stacked models."""
+    from warmstart import cohort
+
+    widths = []
+    forward = cohort._CohortMLP.forward
+    monkeypatch.setattr(cohort._CohortMLP, "forward",
+                        lambda self, codes, numeric: widths.append(codes.shape[0]) or forward(self, codes, numeric))
+    X, y = data(5, n=64, cards=CARDS)
+    models = [model(0, grown=False) for _ in range(3)]
+    results = fit_cohort(models, X, y, strategies=["probe", "full", "full"], lrs=[1e-3, 1e-3, 3e-2], seeds=[0, 1, 2],
+                         epochs=30, batch_size=32, val=data(6, 40, cards=CARDS), patience=2)
+    runs = [r.epochs_run for r in results]
+    assert len(set(runs)) > 1, "members stopped at different epochs"
+    # Per epoch: two training steps on the live members, then one validation pass.
+    expected = [n for e in range(1, max(runs) + 1) for n in [sum(r >= e for r in runs)] * 3]
+    assert widths == expected
+
+
 def test_members_of_different_architectures_are_refused():
     from warmstart.errors import ConfigError
 
