@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 
 from warmstart.study import run_study
@@ -21,7 +22,9 @@ def timed(cohort: bool, sizes: str, seeds: int, workers: int | None) -> float:
     start = time.perf_counter()
     run_study("salaries", target="salary_in_usd", source=["company_location=US"],
               target_rows=["company_location=@europe"], sizes=sizes, seeds=seeds, cohort=cohort, workers=workers)
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    print(f"{'cohort' if cohort else 'separate'}: {seconds:.1f} s", file=sys.stderr, flush=True)
+    return seconds
 
 
 def main() -> None:

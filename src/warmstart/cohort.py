@@ -4,7 +4,7 @@ A batch-64 step of a small MLP is mostly per-op overhead, so K models sharing ev
 cost little more than one. The members share the training and validation rows (as every
 strategy of one study cell does) but each has its own strategy (frozen blocks, row
 freezes, phases, per-block learning rates, L2-SP), learning rate, seeded batch order and
-early stopping. A member that has stopped no longer changes.
+early stopping. A member that has stopped leaves the stack and costs nothing more.
 
 All K members' parameters live side by side in one [K, P] tensor (each parameter a view
 into it), and so do their gradients and Adam moments: every optimizer operation is one
@@ -168,8 +168,8 @@ def _phase_masks(model: TabularMLP, plan: Strategy, phase: int, lr: float) -> di
 class _FlatAdam:
     """Adam over the flat layout: per-element moments, a step count per member and parameter.
 
-    With on = 1 where the element's member trains it now (0 where frozen, not yet in the
-    optimizer, or the member has stopped), r its learning rate and t its parameter's count:
+    With on = 1 where the element's member trains it now (0 where frozen or not yet in the
+    optimizer), r its learning rate and t its parameter's count:
     m += (1 - b1) on (g - m), v += (1 - b2) on (g^2 - v),
     w -= r / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
     Elements that never trained keep m = 0 and never move. Every trained count grows by one

@@ -136,6 +136,19 @@ def _first_bad(model: nn.Module, xb: tuple[torch.Tensor, ...]) -> str:
     return "none (activations finite; the loss overflowed)"
 
 
+def batch_size_for(n_rows: int) -> int:
+    """Rows per step for a training set of ``n_rows``: 64 up to 64,000 rows; above, the power
+    of two closest to n/1000 (about 1,000 steps per epoch), at most 1,024.
+
+    Small data need many updates per epoch, and a batch-64 step is already cheap; on large
+    data a step costs nearly as much at 1,024 rows as at 64 (the per-step cost is mostly
+    fixed), so larger batches cut an epoch's time several-fold (docs/performance.md).
+    """
+    if n_rows <= 64_000:
+        return 64
+    return int(min(1024, 2 ** round(math.log2(n_rows / 1000))))
+
+
 def reads_loss_each_step(device: torch.device) -> bool:
     """Reading the loss each step costs nothing on the CPU; on a GPU it would wait for every
     step, so there the losses are checked once per epoch (weights return to the epoch's start)."""

@@ -62,6 +62,17 @@ def test_finetune_freeze_1_keeps_frozen_tensors_bit_identical(runs):
     assert "company_location" in output and "GB (172)" in output
 
 
+def test_pretrain_chooses_the_batch_size_for_the_data_and_records_it(runs, survey_csv, tmp_path):
+    root, _ = runs
+    config = json.loads((root / "us" / "config.json").read_text())
+    assert config["training"]["batch_size"] == 64  # about 1,500 US training rows
+    bad = run("pretrain", survey_csv, "--target", "salary_in_usd", "--out", tmp_path / "m", "--batch-size", "0", ok=False)
+    assert bad.exit_code == 2 and "neither a positive integer nor 'auto'" in bad.text
+    small = run("pretrain", survey_csv, "--target", "salary_in_usd", "--rows", US, "--out", tmp_path / "b",
+                "--epochs", "1", "--batch-size", "512")
+    assert "in batches of 512" in small.text
+
+
 def test_evaluate_prints_finite_metrics_in_usd(runs, survey_csv):
     root, _ = runs
     out = run("evaluate", root / "eu", survey_csv, "--rows", EUROPE, "--json").output

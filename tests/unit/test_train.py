@@ -7,7 +7,7 @@ from torch import nn
 from warmstart import train as train_module
 from warmstart.errors import TrainingDivergedError
 from warmstart.init import init_
-from warmstart.train import fit
+from warmstart.train import batch_size_for, fit
 
 
 class BNNet(nn.Module):
@@ -130,3 +130,8 @@ def test_l2sp_strategy_stays_closer_to_the_start(regression_data):
         return sum((p - s).pow(2).sum().item() for p, s in zip(m.parameters(), start))
 
     assert drift("l2sp:10") < 0.5 * drift("full")
+
+
+def test_batch_size_grows_with_the_data_to_about_a_thousand_steps_per_epoch():
+    assert [batch_size_for(n) for n in (30, 64_000, 100_000, 300_000, 1_000_000, 10**9)] == [64, 64, 128, 256, 1024,
+                                                                                          1024]

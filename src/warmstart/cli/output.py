@@ -80,6 +80,19 @@ def parse_sizes(text: str, option: str = "--hidden") -> tuple[int, ...]:
     return sizes
 
 
+def parse_batch_size(ctx: click.Context, param: click.Parameter, value: str) -> int | None:
+    """``--batch-size``: a positive integer, or 'auto' (None: chosen for the data size)."""
+    if value is None or str(value).strip().lower() == "auto":
+        return None
+    try:
+        size = int(value)
+    except ValueError:
+        size = 0
+    if size < 1:
+        raise click.BadParameter(f"'{value}' is neither a positive integer nor 'auto'", ctx=ctx, param=param)
+    return size
+
+
 def describe_dropped(dropped: dict[str, int], column: str) -> str | None:
     if not dropped:
         return None

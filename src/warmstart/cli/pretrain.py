@@ -8,7 +8,8 @@ import click
 
 from ..init import scheme_names
 from ..tabular.workflow import pretrain
-from .output import console, describe_dropped, epoch_progress, metrics_table, parse_sizes, rows_option
+from .output import (console, describe_dropped, epoch_progress, metrics_table, parse_batch_size, parse_sizes,
+                     rows_option)
 
 
 @click.command("pretrain")
@@ -19,7 +20,8 @@ from .output import console, describe_dropped, epoch_progress, metrics_table, pa
 @click.option("--hidden", default="64,64", show_default=True, help="Body layer sizes.")
 @click.option("--epochs", default=200, show_default=True, type=click.IntRange(1), help="Epoch budget (early stopping ends sooner).")
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, min_open=True), help="Adam learning rate.")
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default="auto", show_default=True, callback=parse_batch_size,
+              help="Rows per step, or auto: 64 up to 64,000 training rows, then about 1,000 steps per epoch (at most 1,024).")
 @click.option("--patience", default=20, show_default=True, type=click.IntRange(1), help="Epochs without improvement before stopping.")
 @click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -51,7 +53,8 @@ def command(data, target, rows, out, hidden, epochs, lr, batch_size, patience, v
     if note:
         console.print(note)
     fr = summary.fit
-    console.print(f"trained on {summary.rows_train:,} rows, validated on {summary.rows_val:,} (grouped split, seed {seed}); "
+    console.print(f"trained on {summary.rows_train:,} rows in batches of {summary.batch_size}, validated on "
+                  f"{summary.rows_val:,} (grouped split, seed {seed}); "
                   f"best epoch {fr.best_epoch} of {fr.epochs_run}" + (" (early stop)" if fr.stopped_early else ""))
     console.print(metrics_table(f"validation, {target}", {"pretrained": summary.metrics}))
     console.print(f"saved checkpoint to {summary.path}")

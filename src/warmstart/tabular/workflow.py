@@ -27,7 +27,7 @@ from ..init import check_scheme, init_
 from ..metrics import regression_metrics
 from ..recenter import recenter_output_
 from ..strategies import parse_strategy
-from ..train import FitResult, TrainState, fit
+from ..train import FitResult, TrainState, batch_size_for, fit
 from ..weights import (
     LoadReport,
     load_checkpoint,
@@ -78,6 +78,7 @@ class RunSummary:
     unknown: dict[str, int] = field(default_factory=dict)
     auto: AutoChoice | None = None
     lr: float | None = None
+    batch_size: int | None = None
 
 
 # Fingerprints of the rows a model saw are kept for up to this many distinct rows (16 hex
@@ -265,7 +266,7 @@ def _train_and_save(
         path = save_checkpoint(out, model, config, history=result.history, overwrite=overwrite or resume)
         journal.remove()
     return RunSummary(model, prep, path, len(train_idx), len(val_idx), metrics, result, rows.dropped, unknown=unknown,
-                      lr=lr)
+                      lr=lr, batch_size=batch_size)
 
 
 class ResumeJournal:
@@ -323,7 +324,7 @@ def pretrain(
     hidden: Sequence[int] = (64, 64),
     epochs: int = 200,
     lr: float = 1e-3,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     seed: int = 0,
     init: str | None = None,
     val_fraction: float = 0.2,
@@ -337,7 +338,9 @@ def pretrain(
     device: str = "cpu",
     resume: bool = False,
 ) -> RunSummary:
-    """Train a TabularMLP on the source rows, early-stopped on a grouped validation split."""
+    """Train a TabularMLP on the source rows, early-stopped on a grouped validation split.
+
+    ``batch_size`` None: chosen for the number of rows (``train.batch_size_for``)."""
     _check_out(out, overwrite or resume)
     resolve_device(device)  # an unavailable device fails before any work
     if init is not None:
@@ -345,6 +348,7 @@ def pretrain(
     selected = select_rows(data, rows, target, strict=strict)
     prep = fit_preprocessing(selected.frame, target, selected.y, ignore=ignore, categorical=categorical,
                              min_count=min_count)
+    batch_size = batch_size or batch_size_for(round(len(selected.y) * (1 - val_fraction)))
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = TabularMLP({c: len(v) for c, v in prep.categorical.items()}, len(prep.numeric), hidden)
