@@ -1,6 +1,5 @@
 """Crashes and full or read-only disks never lose the previous checkpoint."""
 
-import os
 import random
 import signal
 import subprocess

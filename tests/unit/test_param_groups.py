@@ -1,6 +1,5 @@
 import pytest
 import torch
-from torch import nn
 
 from warmstart.errors import ConfigError
 from warmstart.freeze import freeze, unfreeze

@@ -1,5 +1,4 @@
 import torch
-from torch import nn
 
 from warmstart.recenter import recenter_output_
 from warmstart.tabular.model import TabularMLP

@@ -60,7 +60,8 @@ class Layout:
         """Codes must index their own table: |c - (rows-1)/2| < rows/2, i.e. 0 <= c < rows."""
         if not ((codes - self.mid).abs_() < self.half).all():
             sizes = [r for r, _ in self.shapes]
-            raise IndexError(f"category codes out of range: each column's codes must lie in [0, {sizes})")
+            raise IndexError(f"category codes out of range: column j's codes must lie in 0 .. rows_j - 1; "
+                             f"rows per column: {sizes}")
 
     def positions(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, output columns] positions in the flattened tables."""
