@@ -36,6 +36,7 @@ from .tabular.model import TabularMLP
 from .train import FitResult
 
 BETAS, EPS = (0.9, 0.999), 1e-8
+Validation = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class _Stack:
@@ -186,11 +187,20 @@ class _FlatAdam:
         """rate and on laid out like the parameters; trains [K, n_params] (counted this phase)."""
         self.rate, self.trains = rate, trains
         self.w1, self.w2 = on * (1 - BETAS[0]), on * (1 - BETAS[1])
-        self.elapsed = 0
-        counts = sorted({float(c) for c in self.steps[trains > 0].tolist()})
-        self.groups = [(c, self.stack.per_param(((self.steps == c) & (trains > 0)).float())) for c in counts]
+        self._regroup()
 
-    def step(self, grad: torch.Tensor) -> None:
+    def _regroup(self) -> None:
+        self.elapsed = 0
+        counts = sorted({float(c) for c in self.steps[self.trains > 0].tolist()})
+        self.groups = [(c, self.stack.per_param(((self.steps == c) & (self.trains > 0)).float())) for c in counts]
+
+    def step(self, grad: torch.Tensor, present: torch.Tensor | None = None) -> None:
+        """One step; ``present`` [K] (0/1) marks the members that had a batch (default all)."""
+        if present is not None:
+            self._step_some(grad, present)
+            return
+        if self.groups is None:
+            self._regroup()
         self.steps += self.trains
         self.elapsed += 1
         self.m.lerp_(grad, self.w1)
@@ -209,6 +219,21 @@ class _FlatAdam:
         denom.mul_(inv_c2).add_(EPS)
         self.stack.data.addcdiv_(self.m * self.rate * inv_c1, denom, value=-1)
 
+    def _step_some(self, grad: torch.Tensor, present: torch.Tensor) -> None:
+        """A step in which only some members have rows (the ends of epochs over subsets of
+        different sizes): the others keep weights, moments and counts. Per-element bias
+        corrections; the counts no longer move together, so the groups are rebuilt after."""
+        n = len(self.stack.names)
+        self.steps += self.trains * present.view(-1, 1)
+        here = self.stack.per_param(present.view(-1, 1).expand(-1, n))
+        self.m.lerp_(grad, self.w1 * here)
+        self.v.lerp_(grad.square(), self.w2 * here)
+        t = self.steps.clamp(min=1)
+        denom = self.v.sqrt().mul_(self.stack.per_param((1 - BETAS[1] ** t).rsqrt())).add_(EPS)
+        step_size = self.rate * here * self.stack.per_param(1 / (1 - BETAS[0] ** t))
+        self.stack.data.addcdiv_(self.m * step_size, denom, value=-1)
+        self.groups = None
+
 
 def fit_cohort(
     models: Sequence[TabularMLP],
@@ -220,13 +245,17 @@ def fit_cohort(
     seeds: Sequence[int],
     epochs: int = 100,
     batch_size: int = 64,
-    val: tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    val: Validation | None = None,
     patience: int = 10,
+    subsets: Sequence[torch.Tensor] | None = None,
+    vals: Sequence[Validation] | None = None,
 ) -> list[FitResult]:
-    """Train every model on the same rows at once, each with its own strategy, lr and seed.
+    """Train every model at once, each with its own strategy, lr, seed and rows.
 
-    Equivalent to ``fit(models[k], X, y, strategy=..., lr=..., seed=..., val=val, ...)`` for
-    every k (Adam, no weight decay). The models' weights are replaced by the results.
+    Equivalent to ``fit(models[k], X_k, y_k, strategy=..., lr=..., seed=..., val=val_k, ...)``
+    for every k (Adam, no weight decay), where X_k, y_k are the rows ``subsets[k]`` (default:
+    all rows) and val_k is ``val`` (shared) or ``vals[k]`` (one validation set per member).
+    The models' weights are replaced by the results.
     """
     K = len(models)
     if not (K == len(strategies) == len(lrs) == len(seeds)) or K == 0:
@@ -246,22 +275,24 @@ def fit_cohort(
     cat, num = X
     check = layout_for(models[0].tables(), cat.device).check
     check(cat)
-    if val is not None:
-        check(val[0][0])
-    n_rows = y.shape[0]
+    if val is not None and vals is not None:
+        raise ConfigError("give one shared validation set (val) or one per model (vals), not both")
+    vals = [val] * K if val is not None else None if vals is None else list(vals)
+    if vals is not None and len(vals) != K:
+        raise ConfigError("a cohort needs one validation set per model")
+    for v in {id(v): v for v in vals or []}.values():
+        check(v[0][0])
+    subsets = [torch.arange(y.shape[0])] * K if subsets is None else [torch.as_tensor(r) for r in subsets]
+    if len(subsets) != K or any(len(r) == 0 for r in subsets):
+        raise ConfigError("a cohort needs one non-empty row subset per model")
     results = [FitResult(m.plan.name) for m in members]
     run = _Run(models, members)
     while run.live:
-        perms = torch.stack([torch.randperm(n_rows, generator=members[k].gen) for k in run.live])
-        for start in range(0, n_rows, batch_size):
-            run.train_step(cat, num, y, perms[:, start : start + batch_size])
+        perms = [subsets[k][torch.randperm(len(subsets[k]), generator=members[k].gen)] for k in run.live]
+        for idx, present in _batches(perms, batch_size):
+            run.train_step(cat, num, y, idx, present)
         with torch.no_grad():
-            val_loss = None
-            if val is not None:
-                (vc, vn), vy = val
-                K = len(run.live)
-                vo, _, _ = run.net.forward(vc.expand(K, *vc.shape), vn.expand(K, *vn.shape))
-                val_loss = (vo - vy).pow(2).mean(dim=(1, 2))
+            val_loss = None if vals is None else run.validation_loss([vals[k] for k in run.live])
             phase_changed = False
             for slot, k in enumerate(run.live):
                 member = members[k]
@@ -305,6 +336,26 @@ def _budget(member: _Member, epochs: int) -> int:
     if len(member.plan.phases) == 1:
         return epochs
     return min(phase.max_epochs or epochs, epochs - (member.epoch - member.phase_epochs))
+
+
+def _batches(perms: list[torch.Tensor], batch_size: int):
+    """Per step: row indices [K, B] and, when members' batches differ in size, per-row
+    weights [K, B] (1/b_k for member k's b_k real rows, 0 for padding; a member whose
+    epoch has ended has none). Equal-sized subsets give plain [K, B] steps (weights None)."""
+    if len({len(p) for p in perms}) == 1:
+        stacked = torch.stack(perms)
+        for start in range(0, stacked.shape[1], batch_size):
+            yield stacked[:, start : start + batch_size], None
+        return
+    for start in range(0, max(len(p) for p in perms), batch_size):
+        parts = [p[start : start + batch_size] for p in perms]
+        width = max(len(part) for part in parts)
+        idx = torch.zeros(len(parts), width, dtype=torch.long)
+        weight = torch.zeros(len(parts), width)
+        for k, part in enumerate(parts):
+            idx[k, : len(part)] = part
+            weight[k, : len(part)] = 1.0 / len(part) if len(part) else 0.0
+        yield idx, weight
 
 
 class _Run:
@@ -369,17 +420,42 @@ class _Run:
             self.anchor = old.select(self.anchor, keep)
         self._rebuild()
 
-    def train_step(self, cat: torch.Tensor, num: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> None:
-        """One Adam step of every live member on its batch (row indices idx [K, B])."""
+    def train_step(self, cat: torch.Tensor, num: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                   weight: torch.Tensor | None = None) -> None:
+        """One Adam step of every live member on its batch (row indices idx [K, B]; per-row
+        weights from ``_batches`` when batches differ in size: loss = sum_b w_kb (out - y)^2)."""
         rows, shape = idx.reshape(-1), (*idx.shape, -1)
         out, lookup, hidden = self.net.forward(cat.index_select(0, rows).view(shape),
                                                num.index_select(0, rows).view(shape))
         diff = out.sub_(y.index_select(0, rows).view(shape))
-        per_member = diff.square().mean(dim=(1, 2))
+        if weight is None:
+            per_member = diff.square().mean(dim=(1, 2))
+            scale = 2.0 / idx.shape[1]
+        else:
+            scale = (2.0 * weight).unsqueeze(2)
+            per_member = (diff.square().squeeze(2) * weight).sum(1)
         if not math.isfinite(per_member.sum().item()):
             bad = [self.members[k].plan.name for slot, k in enumerate(self.live) if not torch.isfinite(per_member[slot])]
             raise TrainingDivergedError(f"the loss became non-finite for cohort member(s) {bad}")
-        self.net.backward(diff.mul_(2.0 / idx.shape[1]), lookup, hidden, self.grad)
+        self.net.backward(diff.mul_(scale), lookup, hidden, self.grad)
         if self.penalty_weight is not None:
             self.grad.addcmul_(self.stack.data - self.anchor, self.penalty_weight)
-        self.adam.step(self.grad)
+        present = None if weight is None or bool((weight[:, 0] > 0).all()) else (weight[:, 0] > 0).float()
+        self.adam.step(self.grad, present)
+
+    @torch.no_grad()
+    def validation_loss(self, vals: list[Validation]) -> torch.Tensor:
+        """Mean squared error of each live member on its validation set [K]."""
+        K = len(self.live)
+        if all(v is vals[0] for v in vals):
+            (vc, vn), vy = vals[0]
+            vo, _, _ = self.net.forward(vc.expand(K, *vc.shape), vn.expand(K, *vn.shape))
+            return (vo - vy).pow(2).mean(dim=(1, 2))
+        width = max(len(v[1]) for v in vals)
+        pad = [(torch.arange(width) % len(v[1])) for v in vals]  # repeat rows to the longest set
+        vc = torch.stack([v[0][0][p] for v, p in zip(vals, pad)])
+        vn = torch.stack([v[0][1][p] for v, p in zip(vals, pad)])
+        vy = torch.stack([v[1][p] for v, p in zip(vals, pad)])
+        weight = torch.stack([(torch.arange(width) < len(v[1])).float() / len(v[1]) for v in vals])
+        vo, _, _ = self.net.forward(vc, vn)
+        return ((vo - vy).pow(2).squeeze(2) * weight).sum(1)

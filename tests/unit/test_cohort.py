@@ -74,6 +74,35 @@ def test_a_cohort_without_validation_runs_every_epoch():
             torch.testing.assert_close(q, p, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("epochs,tol,lrs", [(4, 1e-5, [3e-3, 2e-3, 3e-3, 3e-3]), (30, 2e-3, [3e-2, 2e-2, 1e-2, 3e-2])])
+def test_members_with_their_own_rows_and_validation_sets_equal_separate_fits(epochs, tol, lrs):
+    """k-fold style: each member trains on its own subset (sizes 150, 133, 97, 64) and
+    early-stops on its own validation rows."""
+    (cat, num), y = data(7)
+    shuffled = torch.randperm(200, generator=torch.Generator().manual_seed(1))
+    subsets = [torch.arange(0, 150), torch.arange(40, 173), shuffled[:97], torch.arange(136, 200)]
+    vals = [data(10 + k, 30 + 7 * k) for k in range(4)]
+    strategies = ["full", parse_strategy("lp-ft", probe_epochs=2), "freeze:1", "l2sp:0.5"]
+    seeds = [0, 1, 2, 3]
+    kwargs = dict(epochs=epochs, batch_size=32, patience=3)
+    separate, results = [], []
+    for s, lr, seed, rows, v in zip(strategies, lrs, seeds, subsets, vals):
+        m = model(0)
+        results.append(fit(m, (cat[rows], num[rows]), y[rows], strategy=s, lr=lr, seed=seed, val=v, **kwargs))
+        separate.append(m)
+    together = [model(0) for _ in strategies]
+    cohort = fit_cohort(together, (cat, num), y, strategies=strategies, lrs=lrs, seeds=seeds, subsets=subsets,
+                        vals=vals, **kwargs)
+    for a, b, ra, rb, s in zip(separate, together, results, cohort, strategies):
+        for (name, p), q in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(q, p, rtol=tol, atol=tol, msg=f"{s}: {name}")
+        assert (ra.best_epoch, ra.epochs_run, ra.stopped_early) == (rb.best_epoch, rb.epochs_run, rb.stopped_early)
+        for ha, hb in zip(ra.history, rb.history):
+            assert ha["val_loss"] == pytest.approx(hb["val_loss"], rel=1e-4)
+    if epochs == 30:
+        assert len({r.epochs_run for r in cohort}) > 1, "members stopped at different epochs"
+
+
 def test_a_last_batch_of_one_row_trains_like_separate_fits():
     X, y = data(4, n=65, cards=CARDS)
     separate = model(0, grown=False)
