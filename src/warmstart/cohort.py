@@ -106,8 +106,9 @@ class _CohortMLP:
                 column.append(j)
                 width.append(cols)
                 base.append([stack.offset(name) + k * rows * cols + e for k in range(stack.K)])
-        self.column, self.col_width = torch.tensor(column), torch.tensor(width)
-        self.base = torch.tensor(base).t().unsqueeze(1)  # [K, 1, D]
+        self.column = torch.tensor(column, dtype=torch.long)
+        self.col_width = torch.tensor(width, dtype=torch.long)
+        self.base = torch.tensor(base, dtype=torch.long).reshape(-1, stack.K).t().unsqueeze(1)  # [K, 1, D]
         names = stack.names[self.n_tables :]
         self.layers = list(zip(names[0::2], names[1::2]))  # (weight, bias) per Linear, head last
 

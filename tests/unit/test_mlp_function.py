@@ -122,3 +122,27 @@ def test_fit_without_autograd_matches_fit_through_modules(strategy):
         runs.append(m)
     for (n, p), q in zip(runs[0].named_parameters(), runs[1].parameters()):
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5, msg=n)
+
+
+@pytest.mark.parametrize("cards,n_numeric", [({}, 3), ({"a": 5, "b": 4}, 0)])
+def test_models_without_categorical_or_without_numeric_columns(cards, n_numeric):
+    from warmstart.cohort import fit_cohort
+
+    g = torch.Generator().manual_seed(6)
+    cat = torch.stack([torch.randint(0, c, (50,), generator=g) for c in cards.values()], 1) if cards else \
+        torch.zeros(50, 0, dtype=torch.long)
+    num, y = torch.randn(50, n_numeric, generator=g), torch.randn(50, 1, generator=g)
+    runs = []
+    for hooked in (False, True):
+        torch.manual_seed(7)
+        m = TabularMLP(cards, n_numeric, (8,))
+        if hooked:
+            m.register_forward_hook(lambda mod, i, o: None)
+        fit(m, (cat, num), y, epochs=3, batch_size=16, seed=1)
+        runs.append(m)
+    torch.manual_seed(7)
+    together = [TabularMLP(cards, n_numeric, (8,))]
+    fit_cohort(together, (cat, num), y, strategies=["full"], lrs=[1e-3], seeds=[1], epochs=3, batch_size=16)
+    for p, q, r in zip(runs[0].parameters(), runs[1].parameters(), together[0].parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(r, q, rtol=1e-5, atol=1e-6)

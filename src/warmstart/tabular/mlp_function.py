@@ -50,10 +50,10 @@ class Layout:
         self.numels = [r * c for r, c in self.shapes]
         self.width_total = sum(c for _, c in self.shapes)
         self.fused = start <= FUSED_LOOKUP_MAX_ELEMENTS
-        self.column = torch.tensor(column, device=device)
-        self.width = torch.tensor(width, device=device)
-        self.base = torch.tensor(base, device=device)
-        rows = torch.tensor([r for r, _ in self.shapes], device=device)
+        self.column = torch.tensor(column, dtype=torch.long, device=device)
+        self.width = torch.tensor(width, dtype=torch.long, device=device)
+        self.base = torch.tensor(base, dtype=torch.long, device=device)
+        rows = torch.tensor([r for r, _ in self.shapes], dtype=torch.float32, device=device)
         self.mid, self.half = (rows - 1) / 2, rows / 2
 
     def check(self, codes: torch.Tensor) -> None:
@@ -82,13 +82,18 @@ def layout_for(tables: list[torch.Tensor], device: torch.device) -> Layout:
     return found
 
 
+def _flat(tables: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """The tables flattened and concatenated (empty when there are no categorical columns)."""
+    return torch.cat([t.reshape(-1) for t in tables]) if tables else torch.zeros(0, device=device)
+
+
 def embed(codes: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
     """Concatenated embeddings [B, sum of widths] of codes [B, columns] (autograd-tracked)."""
     layout = layout_for(tables, codes.device)
     if not layout.fused:
         return torch.cat([F.embedding(codes[:, j], t) for j, t in enumerate(tables)], dim=1)
     layout.check(codes)
-    return torch.cat([t.reshape(-1) for t in tables]).take(layout.positions(codes))
+    return _flat(tables, codes.device).take(layout.positions(codes))
 
 
 def forward_pass(codes: torch.Tensor, numeric: torch.Tensor, tables: list[torch.Tensor], layers: list[torch.Tensor],
@@ -101,7 +106,7 @@ def forward_pass(codes: torch.Tensor, numeric: torch.Tensor, tables: list[torch.
         if check:
             layout.check(codes)
         lookup = layout.positions(codes)
-        emb = torch.cat([t.reshape(-1) for t in tables]).take(lookup)
+        emb = _flat(tables, numeric.device).take(lookup)
     else:
         lookup = codes
         emb = torch.cat([F.embedding(codes[:, j], t) for j, t in enumerate(tables)], dim=1)
