@@ -146,3 +146,25 @@ def test_models_without_categorical_or_without_numeric_columns(cards, n_numeric)
     for p, q, r in zip(runs[0].parameters(), runs[1].parameters(), together[0].parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(r, q, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_func_transforms_take_the_module_path():
+    from torch.func import functional_call, grad, vmap
+
+    m = TabularMLP(CARDS, 2, (8,))
+    cat, num, y = data(10)
+    params = {k: v.detach() for k, v in m.named_parameters()}
+    g = grad(lambda p: ((functional_call(m, p, (cat, num)) - y) ** 2).mean())(params)
+    F.mse_loss(module_forward(m, cat, num), y).backward()
+    for n, p in m.named_parameters():
+        torch.testing.assert_close(g[n], p.grad, rtol=1e-5, atol=1e-7, msg=n)
+    out = vmap(lambda x: functional_call(m, params, (cat, x)))(num.unsqueeze(0).repeat(3, 1, 1))
+    assert out.shape == (3, 10, 1)
+
+
+def test_a_second_derivative_is_refused_not_silently_wrong():
+    m = TabularMLP(CARDS, 2, (8,))
+    cat, num, y = data(10)
+    (g,) = torch.autograd.grad(F.mse_loss(m(cat, num), y), [m.head.weight], create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.sum().backward()

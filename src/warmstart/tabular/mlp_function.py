@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 # Tables up to this many elements in all are looked up in one gather from their
@@ -172,6 +173,7 @@ class TabularMLPFunction(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # a second derivative (create_graph=True) is an error, not a silent zero
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         saved = ctx.saved_tensors
         lookup, hidden, params = saved[0], list(saved[1 : 1 + ctx.n_hidden]), saved[1 + ctx.n_hidden :]

@@ -21,6 +21,11 @@ from ..errors import CheckpointError, ConfigError
 from .mlp_function import MSEGradients, TabularMLPFunction, embed
 
 
+def _in_functorch_transform() -> bool:
+    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
+    return peek is not None and peek() is not None
+
+
 def embedding_dim(cardinality: int) -> int:
     """A common rule of thumb: about half the categories, between 2 and 16."""
     return int(min(16, max(2, (cardinality + 1) // 2)))
@@ -89,8 +94,9 @@ class TabularMLP(nn.Module):
 
     def _plain(self) -> bool:
         """Whether the modules are still Linear + ReLU blocks without hooks, so the
-        hand-written backward (one autograd node, ``mlp_function``) computes the same thing."""
-        if _global_forward_hooks or _global_forward_pre_hooks:
+        hand-written backward (one autograd node, ``mlp_function``) computes the same thing,
+        and no ``torch.func`` transform (grad, vmap, ...) is running: those trace the modules."""
+        if _global_forward_hooks or _global_forward_pre_hooks or _in_functorch_transform():
             return False
         for block in self.body:
             if len(block) != 2 or type(block[0]) is not nn.Linear or type(block[1]) is not nn.ReLU:
