@@ -9,7 +9,7 @@ Variants:
   textbook      TensorDataset + DataLoader(shuffle=True) + loss.item() per batch
   warmstart     warmstart.train.fit (index slices of in-memory tensors, fused Adam, 1 thread)
   sequential16  16 warmstart fits one after another (total rows / total time)
-  cohort16      the same 16 models trained at once by warmstart.cohort (stacked weights, bmm)
+  cohort16      the same 16 models trained at once by warmstart.tabular.cohort (stacked weights, bmm)
 Also the machine's float32 sgemm peak (1024x1024 matmul) and each variant's share of it
 (FLOPs of forward + backward ~ 3 x 2 x parameters-in-matmuls per row).
 """
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from warmstart.cohort import fit_cohort
+from warmstart.tabular.cohort import fit_cohort
 from warmstart.tabular.model import TabularMLP
 from warmstart.train import fit
 

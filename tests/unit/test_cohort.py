@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from warmstart.cohort import fit_cohort
+from warmstart.tabular.cohort import fit_cohort
 from warmstart.strategies import parse_strategy
 from warmstart.tabular.model import TabularMLP
 from warmstart.train import fit
@@ -115,7 +115,7 @@ def test_a_last_batch_of_one_row_trains_like_separate_fits():
 
 def test_a_finished_member_stops_costing_compute(monkeypatch):
     """Members leave the stack when they stop: later steps run on fewer stacked models."""
-    from warmstart import cohort
+    from warmstart.tabular import cohort
 
     widths = []
     forward = cohort._CohortMLP.forward

@@ -126,7 +126,7 @@ def test_fit_without_autograd_matches_fit_through_modules(strategy):
 
 @pytest.mark.parametrize("cards,n_numeric", [({}, 3), ({"a": 5, "b": 4}, 0)])
 def test_models_without_categorical_or_without_numeric_columns(cards, n_numeric):
-    from warmstart.cohort import fit_cohort
+    from warmstart.tabular.cohort import fit_cohort
 
     g = torch.Generator().manual_seed(6)
     cat = torch.stack([torch.randint(0, c, (50,), generator=g) for c in cards.values()], 1) if cards else \

@@ -121,7 +121,7 @@ def cross_validate_cohort(
     as when each fold's model is built from its training rows alone. Rows that no fold
     training row uses never receive a gradient and are never read.
     """
-    from ..cohort import fit_cohort
+    from .cohort import fit_cohort
     from .workflow import transfer_model
 
     base, prep, _ = transfer_model(source_model, source_prep, frame)

@@ -182,9 +182,9 @@ def train_many(
     recenter: bool = True,
 ) -> list[FitResult]:
     """``train_split`` for several models of one architecture on the same rows, trained
-    together as a cohort (``warmstart.cohort``): same results to float tolerance, a
+    together as a cohort (``tabular.cohort``): same results to float tolerance, a
     fraction of the time."""
-    from ..cohort import fit_cohort
+    from .cohort import fit_cohort
 
     X, _ = _tensors(prep, frame, train_idx, torch.device("cpu"))
     Xv, _ = _tensors(prep, frame, val_idx, torch.device("cpu"))

@@ -26,14 +26,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import ConfigError, TrainingDivergedError
-from .freeze import frozen_rows
-from .init import init_
-from .names import block_of, blocks
-from .strategies import Strategy, apply_phase_, parse_strategy
-from .tabular.mlp_function import layout_for
-from .tabular.model import TabularMLP
-from .train import FitResult
+from ..errors import ConfigError, TrainingDivergedError
+from ..freeze import frozen_rows
+from ..init import init_
+from ..names import block_of, blocks
+from ..strategies import Strategy, apply_phase_, parse_strategy
+from ..train import FitResult
+from .mlp_function import layout_for
+from .model import TabularMLP
 
 BETAS, EPS = (0.9, 0.999), 1e-8
 Validation = tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]
