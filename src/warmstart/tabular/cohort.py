@@ -96,19 +96,17 @@ class _CohortMLP:
     def __init__(self, stack: _Stack, model: TabularMLP) -> None:
         self.stack = stack
         tables = model.tables()
-        self.n_tables = len(tables)
-        self.width = sum(t.shape[1] for t in tables)
-        self.table_elements = sum(stack.K * t.numel() for t in tables)
-        column, width, base = [], [], []
-        for j, (name, t) in enumerate(zip(stack.names, tables)):
-            rows, cols = t.shape
-            for e in range(cols):
-                column.append(j)
-                width.append(cols)
-                base.append([stack.offset(name) + k * rows * cols + e for k in range(stack.K)])
-        self.column = torch.tensor(column, dtype=torch.long)
-        self.col_width = torch.tensor(width, dtype=torch.long)
-        self.base = torch.tensor(base, dtype=torch.long).reshape(-1, stack.K).t().unsqueeze(1)  # [K, 1, D]
+        layout = layout_for(tables, torch.device("cpu"))  # one member's flat tables: table j at s_j
+        self.n_tables, self.width = len(tables), layout.width_total
+        self.table_elements = stack.K * layout.numel
+        self.column, self.col_width = layout.column, layout.width
+        # o_jk + e = (s_j + e) - s_j + (start of table j's block in data) + k * (elements of table j)
+        starts = torch.tensor([sum(layout.numels[:j]) for j in range(len(tables))], dtype=torch.long)
+        blocks = torch.tensor([stack.offset(n) for n in stack.names[: len(tables)]], dtype=torch.long)
+        numels = torch.tensor(layout.numels, dtype=torch.long)
+        j = layout.column
+        member = torch.arange(stack.K).view(-1, 1) * numels[j]
+        self.base = (layout.base - starts[j] + blocks[j] + member).unsqueeze(1)  # [K, 1, D]
         names = stack.names[self.n_tables :]
         self.layers = list(zip(names[0::2], names[1::2]))  # (weight, bias) per Linear, head last
 
