@@ -138,3 +138,19 @@ def test_members_of_different_architectures_are_refused():
     X, y = data(0, cards=CARDS)
     with pytest.raises(ConfigError, match="one architecture"):
         fit_cohort([model(0), model(0, grown=False)], X, y, strategies=["full"] * 2, lrs=[1e-3] * 2, seeds=[0, 0])
+
+
+def test_bad_subsets_and_validation_sets_are_refused_before_anything_changes():
+    from warmstart.errors import ConfigError
+
+    X, y = data(8, n=40, cards=CARDS)
+    models = [model(0, grown=False), model(1, grown=False)]
+    before = [[p.detach().clone() for p in m.parameters()] for m in models]
+    bad = [dict(subsets=[torch.arange(10), torch.arange(35, 41)]), dict(subsets=[torch.arange(10)]),
+           dict(subsets=[torch.arange(10), torch.arange(0)]), dict(vals=[data(9, 10, cards=CARDS)]),
+           dict(val=data(9, 10, cards=CARDS), vals=[data(9, 10, cards=CARDS)] * 2)]
+    for kwargs in bad:
+        with pytest.raises(ConfigError):
+            fit_cohort(models, X, y, strategies=["scratch", "full"], lrs=[1e-3] * 2, seeds=[0, 1], epochs=1, **kwargs)
+    for m, old in zip(models, before):
+        assert all(torch.equal(p, q) for p, q in zip(m.parameters(), old)), "scratch re-initialized anyway"

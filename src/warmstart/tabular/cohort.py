@@ -263,14 +263,6 @@ def fit_cohort(
     if any([n for n, _ in m.named_parameters()] != names or
            [p.shape for p in m.parameters()] != [p.shape for p in models[0].parameters()] for m in models):
         raise ConfigError("a cohort needs models of one architecture and size")
-    members = []
-    for m, s, lr, seed in zip(models, strategies, lrs, seeds):
-        plan = parse_strategy(s) if isinstance(s, str) else s
-        if plan.reinit:
-            with torch.random.fork_rng():
-                torch.manual_seed(seed)
-                init_(m, "default")
-        members.append(_Member(plan, float(lr), torch.Generator().manual_seed(seed)))
     cat, num = X
     check = layout_for(models[0].tables(), cat.device).check
     check(cat)
@@ -281,15 +273,24 @@ def fit_cohort(
         raise ConfigError("a cohort needs one validation set per model")
     for v in {id(v): v for v in vals or []}.values():
         check(v[0][0])
-    subsets = [torch.arange(y.shape[0])] * K if subsets is None else [torch.as_tensor(r) for r in subsets]
-    if len(subsets) != K or any(len(r) == 0 for r in subsets):
-        raise ConfigError("a cohort needs one non-empty row subset per model")
+    n_rows = y.shape[0]
+    subsets = [torch.arange(n_rows)] * K if subsets is None else [torch.as_tensor(r, dtype=torch.long) for r in subsets]
+    if len(subsets) != K or any(len(r) == 0 or r.min() < 0 or r.max() >= n_rows for r in subsets):
+        raise ConfigError(f"a cohort needs one non-empty subset of the {n_rows} row indices per model")
+    plans = [parse_strategy(s) if isinstance(s, str) else s for s in strategies]
+    members = []
+    for m, plan, lr, seed in zip(models, plans, lrs, seeds):
+        if plan.reinit:
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                init_(m, "default")
+        members.append(_Member(plan, float(lr), torch.Generator().manual_seed(seed)))
     results = [FitResult(m.plan.name) for m in members]
     run = _Run(models, members)
     while run.live:
         perms = [subsets[k][torch.randperm(len(subsets[k]), generator=members[k].gen)] for k in run.live]
-        for idx, present in _batches(perms, batch_size):
-            run.train_step(cat, num, y, idx, present)
+        for idx, weight in _batches(perms, batch_size):
+            run.train_step(cat, num, y, idx, weight)
         with torch.no_grad():
             val_loss = None if vals is None else run.validation_loss([vals[k] for k in run.live])
             phase_changed = False
