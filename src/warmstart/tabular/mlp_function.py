@@ -88,13 +88,23 @@ def _flat(tables: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in tables]) if tables else torch.zeros(0, device=device)
 
 
-def embed(codes: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenated embeddings [B, sum of widths] of codes [B, columns] (autograd-tracked)."""
+def embedding_lookup(codes: torch.Tensor, tables: list[torch.Tensor],
+                     check: bool = True) -> tuple[torch.Tensor, torch.Tensor, Layout]:
+    """Concatenated embeddings [B, sum of widths] of codes [B, columns] (autograd-tracked),
+    what the backward pass needs to route gradients back (positions, or the codes for
+    per-column lookups), and the layout. ``check=False`` skips the code range check."""
     layout = layout_for(tables, codes.device)
     if not layout.fused:
-        return torch.cat([F.embedding(codes[:, j], t) for j, t in enumerate(tables)], dim=1)
-    layout.check(codes)
-    return _flat(tables, codes.device).take(layout.positions(codes))
+        return torch.cat([F.embedding(codes[:, j], t) for j, t in enumerate(tables)], dim=1), codes, layout
+    if check:
+        layout.check(codes)
+    positions = layout.positions(codes)
+    return _flat(tables, codes.device).take(positions), positions, layout
+
+
+def embed(codes: torch.Tensor, tables: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenated embeddings [B, sum of widths] of codes [B, columns] (autograd-tracked)."""
+    return embedding_lookup(codes, tables)[0]
 
 
 def forward_pass(codes: torch.Tensor, numeric: torch.Tensor, tables: list[torch.Tensor], layers: list[torch.Tensor],
@@ -102,21 +112,13 @@ def forward_pass(codes: torch.Tensor, numeric: torch.Tensor, tables: list[torch.
     """Output [B, 1], plus what the backward pass needs: the lookup positions (or codes),
     the input of every Linear layer and the layout. ``layers`` = W_1, b_1, ..., W, b.
     ``check=False`` skips the code range check (the caller checked these rows already)."""
-    layout = layout_for(tables, codes.device)
-    if layout.fused:
-        if check:
-            layout.check(codes)
-        lookup = layout.positions(codes)
-        emb = _flat(tables, numeric.device).take(lookup)
-    else:
-        lookup = codes
-        emb = torch.cat([F.embedding(codes[:, j], t) for j, t in enumerate(tables)], dim=1)
+    emb, where, layout = embedding_lookup(codes, tables, check)
     h = torch.cat([emb, numeric], dim=1)
     hidden = [h]
     for i in range(0, len(layers) - 2, 2):
         h = torch.addmm(layers[i + 1], h, layers[i].t()).relu_()
         hidden.append(h)
-    return torch.addmm(layers[-1], h, layers[-2].t()), lookup, hidden, layout
+    return torch.addmm(layers[-1], h, layers[-2].t()), where, hidden, layout
 
 
 def backward_pass(grad_out: torch.Tensor, lookup: torch.Tensor, hidden: list[torch.Tensor],
